@@ -1,0 +1,28 @@
+"""AIRCTRL: real-time facial emotion recognition with explainable, calibrated emotions."""
+
+from __future__ import annotations
+
+from airctrl.errors import AirctrlError
+from airctrl.types import (
+    EMOTIONS,
+    BoundingBox,
+    Detection,
+    EmotionEstimate,
+    FaceLandmarks,
+    Frame,
+    HeadPose,
+)
+
+__all__ = [
+    "EMOTIONS",
+    "AirctrlError",
+    "BoundingBox",
+    "Detection",
+    "EmotionEstimate",
+    "FaceLandmarks",
+    "Frame",
+    "HeadPose",
+    "__version__",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,86 @@
+"""The ``airctrl`` command: parse arguments, build settings, set up logging, dispatch.
+
+Each subcommand lives in ``airctrl.commands.<name>`` and exposes
+``register(subparsers)``, which adds its parser and sets ``handler`` to a
+function ``(args, settings) -> int``. No pipeline logic lives here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from airctrl.config import Settings, load_settings
+from airctrl.errors import AirctrlError
+
+__all__ = ["main", "build_parser", "COMMAND_MODULES"]
+
+logger = logging.getLogger(__name__)
+
+#: Subcommand modules, in the order ``--help`` lists them.
+COMMAND_MODULES: tuple[str, ...] = (
+    "airctrl.commands.run",
+    "airctrl.commands.analyze",
+    "airctrl.commands.assets",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the top-level parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="airctrl",
+        description="Real-time facial emotion recognition.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--config", type=Path, default=None,
+        help="settings file (default: ./config.yaml when present, else built-in defaults)",
+    )
+    parser.add_argument(
+        "--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="override logging.level from the settings",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def _configure_logging(settings: Settings) -> None:
+    from airctrl.logsetup import configure_logging
+
+    configure_logging(settings.logging)
+
+
+def _fail(message: str) -> int:
+    first_line = message.strip().splitlines()[0] if message.strip() else "unknown error"
+    print(f"airctrl: error: {first_line}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return the process exit code (0 ok, 2 error, 130 interrupted)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        overrides = {"logging.level": args.log_level} if args.log_level else {}
+        settings = load_settings(args.config, overrides=overrides)
+        _configure_logging(settings)
+        result: int = args.handler(args, settings)
+        return result
+    except AirctrlError as exc:
+        return _fail(str(exc))
+    except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        print("airctrl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""The per-frame pipeline: landmarks -> features -> emotion -> tracking and smoothing.
+
+One :class:`Pipeline` owns a landmarker and the per-face state. The CLI, batch
+analysis and the API all drive this object, so a frame gets the same emotion
+whichever door it came through.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from airctrl.assets import resolve_model
+from airctrl.baseline import NeutralBaseline
+from airctrl.config import Settings
+from airctrl.emotions import EmotionClassifier
+from airctrl.features import extract_features
+from airctrl.landmarks import LandmarkDetector, LandmarkerOptions
+from airctrl.liveness import LivenessMonitor
+from airctrl.smoothing import EmotionSmoother
+from airctrl.tracking import FaceTracker
+from airctrl.types import BoundingBox, EmotionEstimate, Frame, HeadPose
+
+__all__ = ["FaceResult", "FrameResult", "Pipeline"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """Everything reported for one face in one frame.
+
+    ``face_id`` is the track id in video mode and the face's index in the frame
+    in image mode. ``emotion`` is smoothed over the track in video mode;
+    ``raw_emotion`` is this frame alone.
+    """
+
+    face_id: int
+    box: BoundingBox
+    emotion: EmotionEstimate
+    raw_emotion: EmotionEstimate
+    pose: HeadPose
+    is_partial: bool
+    liveness: str | None = None
+    blinks: int = 0
+    calibrating: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (probabilities rounded to 4 places)."""
+        return {
+            "face_id": self.face_id,
+            "box": self.box.to_list(),
+            "emotion": self.emotion.label,
+            "confidence": round(self.emotion.confidence, 4),
+            "probabilities": {k: round(v, 4) for k, v in self.emotion.probabilities.items()},
+            "evidence": [{"feature": name, "value": round(value, 4)} for name, value in self.emotion.evidence],
+            "flags": list(self.emotion.flags),
+            "pose": {
+                "yaw_deg": round(self.pose.yaw_deg, 1),
+                "pitch_deg": round(self.pose.pitch_deg, 1),
+                "roll_deg": round(self.pose.roll_deg, 1),
+            },
+            "partial": self.is_partial,
+            "liveness": self.liveness,
+            "blinks": self.blinks,
+            "calibrating": self.calibrating,
+        }
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """All faces of one frame, with timing and frame-level flags."""
+
+    frame_index: int
+    timestamp_ms: int
+    width: int
+    height: int
+    faces: tuple[FaceResult, ...] = ()
+    flags: tuple[str, ...] = ()
+    latency_ms: float = 0.0
+    source_id: str = "0"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {
+            "source": self.source_id,
+            "frame": self.frame_index,
+            "timestamp_ms": self.timestamp_ms,
+            "width": self.width,
+            "height": self.height,
+            "faces": [face.to_dict() for face in self.faces],
+            "flags": list(self.flags),
+        }
+
+
+@dataclass
+class _TrackState:
+    smoother: EmotionSmoother
+    liveness: LivenessMonitor
+    baseline: NeutralBaseline
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def landmarker_options(settings: Settings) -> LandmarkerOptions:
+    """Build landmarker options from validated settings."""
+    d = settings.detection
+    return LandmarkerOptions(
+        max_faces=d.max_faces,
+        min_detection_confidence=d.min_detection_confidence,
+        min_presence_confidence=d.min_presence_confidence,
+        min_tracking_confidence=d.min_tracking_confidence,
+        max_image_side=d.max_image_side,
+        min_image_side=d.min_image_side,
+        pad_retry=d.pad_retry,
+        tile_retry=d.tile_retry,
+    )
+
+
+class Pipeline:
+    """Run every stage on frames of one source.
+
+    ``mode="image"`` analyses each frame on its own (photos, API uploads): no
+    tracking, no smoothing. ``mode="video"`` keeps per-face tracks, smoothing,
+    baselines and liveness between calls; call :meth:`reset` between videos.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        mode: Literal["image", "video"] = "video",
+        model_path: Path | None = None,
+        classifier: EmotionClassifier | None = None,
+        source_id: str = "0",
+    ) -> None:
+        self.settings = settings
+        self.mode = mode
+        self.source_id = source_id
+        if model_path is None:
+            model_path = resolve_model(
+                settings.assets.cache_dir, try_official=settings.assets.try_official_download
+            )
+        self._detector = LandmarkDetector(model_path, mode=mode, options=landmarker_options(settings))
+        self._classifier = classifier or EmotionClassifier.from_settings(settings.emotion)
+        self._tracker = FaceTracker(
+            max_distance=settings.smoothing.max_track_distance,
+            ttl_frames=settings.smoothing.track_ttl_frames,
+        )
+        self._tracks: dict[int, _TrackState] = {}
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the landmarker."""
+        self._detector.close()
+
+    def reset(self) -> None:
+        """Start a new stream: new landmarker timeline, no tracks carried over."""
+        self._detector.reset()
+        self._tracker.reset()
+        self._tracks.clear()
+
+    def _new_track(self) -> _TrackState:
+        s = self.settings
+        return _TrackState(
+            smoother=EmotionSmoother(
+                alpha=s.smoothing.ema_alpha,
+                dwell_frames=s.smoothing.dwell_frames,
+                cooldown_frames=s.smoothing.cooldown_frames,
+            ),
+            liveness=LivenessMonitor(
+                close_threshold=s.liveness.blink_close_threshold,
+                open_threshold=s.liveness.blink_open_threshold,
+                window_seconds=s.liveness.window_seconds,
+                min_blinks=s.liveness.min_blinks,
+                min_head_motion_deg=s.liveness.min_head_motion_deg,
+            ),
+            baseline=NeutralBaseline(duration_ms=int(s.emotion.baseline_seconds * 1000)),
+        )
+
+    def process(self, frame: Frame) -> FrameResult:
+        """Analyse one frame and return every face with its emotion.
+
+        Raises:
+            ValueError: the frame image is not HxWx3 uint8.
+            ImageTooSmallError: the frame is too small to hold a face.
+        """
+        started = time.perf_counter()
+        detection = self._detector.detect(frame)
+        flags = list(detection.flags) + list(frame.warnings)
+
+        if self.mode == "image":
+            faces = []
+            for index, face in enumerate(detection.faces):
+                estimate = self._classifier.classify(extract_features(face), face=face)
+                faces.append(FaceResult(index, face.box, estimate, estimate, face.pose, face.is_partial))
+            latency_ms = (time.perf_counter() - started) * 1000
+            return FrameResult(
+                frame.index, frame.timestamp_ms, frame.width, frame.height,
+                tuple(faces), tuple(flags), latency_ms, frame.source_id,
+            )
+
+        assignment = self._tracker.update([face.box for face in detection.faces])
+        for ended in assignment.ended:
+            self._tracks.pop(ended, None)
+
+        results = []
+        for track_id, face in zip(assignment.track_ids, detection.faces):
+            state = self._tracks.get(track_id)
+            if state is None:
+                state = self._tracks[track_id] = self._new_track()
+            features = extract_features(face)
+            state.baseline.update(features, frame.timestamp_ms)
+            raw = self._classifier.classify(features, baseline=state.baseline.reference(), face=face)
+            smoothed = state.smoother.update(raw)
+            live = state.liveness.update(face, frame.timestamp_ms)
+            results.append(
+                FaceResult(
+                    track_id, face.box, smoothed, raw, face.pose, face.is_partial,
+                    live.verdict, live.blinks, state.baseline.is_calibrating,
+                )
+            )
+
+        latency_ms = (time.perf_counter() - started) * 1000
+        logger.debug("Frame %d: %d faces in %.1f ms", frame.index, len(results), latency_ms)
+        return FrameResult(
+            frame.index, frame.timestamp_ms, frame.width, frame.height,
+            tuple(results), tuple(flags), latency_ms, frame.source_id,
+        )
