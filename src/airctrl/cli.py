@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
+    "airctrl.commands.run",
+    "airctrl.commands.analyze",
     "airctrl.commands.assets",
 )
 

@@ -1,0 +1,172 @@
+"""``airctrl analyze PATH...``: emotions for photos, folders and videos, as JSON/JSONL/CSV."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+from airctrl.config import Settings
+from airctrl.decode import read_image, sniff_kind
+from airctrl.errors import AirctrlError
+from airctrl.pipeline import FrameResult, Pipeline
+from airctrl.sinks import event_to_row, frame_events
+from airctrl.types import Frame
+
+__all__ = ["register", "analyze_paths"]
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``analyze`` subcommand."""
+    parser = subparsers.add_parser(
+        "analyze",
+        help="analyse photos, folders and videos; results to stdout",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image, video or folder")
+    parser.add_argument("--format", choices=["json", "jsonl", "csv"], default="json", help="output format")
+    parser.add_argument("--max-faces", type=int, default=None, help="override detection.max_faces")
+    parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    parser.set_defaults(handler=handle)
+
+
+def _expand(paths: list[Path]) -> Iterator[Path]:
+    for path in paths:
+        if path.is_dir():
+            children = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+            yield from (p for p in children if sniff_kind(p) is not None)
+        else:
+            yield path
+
+
+def _open_video(path: Path, settings: Settings) -> Any:
+    from airctrl.capture import VideoFileSource
+
+    return VideoFileSource(path)
+
+
+def _analyse_image(path: Path, pipeline: Pipeline) -> dict[str, Any]:
+    decoded = read_image(path)
+    frame = Frame(decoded.image, 0, 0, source_id=str(path), warnings=decoded.warnings)
+    result = pipeline.process(frame)
+    return {
+        "path": str(path),
+        "kind": "image",
+        "width": result.width,
+        "height": result.height,
+        "faces": [face.to_dict() for face in result.faces],
+        "flags": list(result.flags),
+    }
+
+
+def _analyse_video(path: Path, pipeline: Pipeline, settings: Settings, progress: Any) -> dict[str, Any]:
+    pipeline.reset()
+    frames: list[FrameResult] = []
+    source = _open_video(path, settings)
+    try:
+        for frame in source:
+            frames.append(pipeline.process(frame))
+            if progress is not None:
+                progress.update(1)
+    finally:
+        source.close()
+    with_faces = sum(1 for f in frames if f.faces)
+    return {
+        "path": str(path),
+        "kind": "video",
+        "frame_count": len(frames),
+        "frames_with_faces": with_faces,
+        "frames": [{**f.to_dict(), "source": str(path)} for f in frames],
+    }
+
+
+def analyze_paths(paths: list[Path], settings: Settings, *, show_progress: bool) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Analyse every path (folders expanded); return results and per-path errors."""
+    files = list(_expand(paths))
+    results: list[dict[str, Any]] = []
+    errors: list[dict[str, str]] = []
+    image_pipeline: Pipeline | None = None
+    video_pipeline: Pipeline | None = None
+
+    progress = None
+    if show_progress:
+        from tqdm import tqdm
+
+        progress = tqdm(total=None, unit="frame", file=sys.stderr, leave=False, dynamic_ncols=True)
+    try:
+        for path in files:
+            try:
+                if not path.exists():
+                    raise FileNotFoundError(f"{path}: no such file")
+                kind = sniff_kind(path)
+                if kind == "video":
+                    video_pipeline = video_pipeline or Pipeline(settings, mode="video")
+                    results.append(_analyse_video(path, video_pipeline, settings, progress))
+                else:
+                    image_pipeline = image_pipeline or Pipeline(settings, mode="image")
+                    results.append(_analyse_image(path, image_pipeline))
+                    if progress is not None:
+                        progress.update(1)
+            except (AirctrlError, OSError, ValueError) as exc:
+                message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+                errors.append({"path": str(path), "error": message.splitlines()[0] if message else type(exc).__name__})
+    finally:
+        if progress is not None:
+            progress.close()
+        for pipeline in (image_pipeline, video_pipeline):
+            if pipeline is not None:
+                pipeline.close()
+    return results, errors
+
+
+def _events(result: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    if result["kind"] == "image":
+        frame = {"source": result["path"], "frame": 0, "timestamp_ms": 0}
+        if not result["faces"]:
+            yield {"event": "no_face", **frame, "flags": result["flags"]}
+        for face in result["faces"]:
+            yield {"event": "face", **frame, **face}
+    else:
+        for frame in result["frames"]:
+            base = {"source": result["path"], "frame": frame["frame"], "timestamp_ms": frame["timestamp_ms"]}
+            if not frame["faces"]:
+                yield {"event": "no_face", **base, "flags": frame["flags"]}
+            for face in frame["faces"]:
+                yield {"event": "face", **base, **face}
+
+
+def handle(args: argparse.Namespace, settings: Settings) -> int:
+    """Print results to stdout; one line per unreadable input on stderr; exit 2 if any."""
+    if args.max_faces is not None:
+        if args.max_faces < 1:
+            raise ValueError(f"--max-faces: expected a positive number, got {args.max_faces}")
+        settings = settings.model_copy(update={"detection": settings.detection.model_copy(update={"max_faces": args.max_faces})})
+    show_progress = sys.stderr.isatty() and not args.no_progress
+    results, errors = analyze_paths(list(args.paths), settings, show_progress=show_progress)
+
+    if args.format == "json":
+        json.dump({"results": results, "errors": errors}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif args.format == "jsonl":
+        for result in results:
+            for event in _events(result):
+                sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
+    else:
+        writer: csv.DictWriter[str] | None = None
+        for result in results:
+            for event in _events(result):
+                row = event_to_row(event)
+                if writer is None:
+                    writer = csv.DictWriter(sys.stdout, fieldnames=list(row))
+                    writer.writeheader()
+                writer.writerow(row)
+
+    for error in errors:
+        print(f"airctrl: error: {error['error']}", file=sys.stderr)
+    return 2 if errors else 0

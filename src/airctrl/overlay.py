@@ -1,0 +1,148 @@
+"""The HUD: boxes, ids, emotions, confidence bars and status drawn on frames."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from airctrl.pipeline import FaceResult, FrameResult
+
+__all__ = ["HudRenderer", "HudStatus", "LightModeSwitch", "EMOTION_COLORS_BGR"]
+
+#: One colour per emotion (BGR, as OpenCV draws).
+EMOTION_COLORS_BGR: dict[str, tuple[int, int, int]] = {
+    "neutral": (200, 200, 200),
+    "happy": (60, 200, 60),
+    "sad": (200, 120, 40),
+    "angry": (40, 40, 220),
+    "surprised": (40, 200, 230),
+    "fear": (200, 60, 200),
+    "disgust": (40, 140, 110),
+}
+_PANEL_BGR = (30, 30, 30)
+_TEXT_BGR = (255, 255, 255)
+_WARN_BGR = (0, 165, 255)
+
+
+@dataclass(frozen=True)
+class HudStatus:
+    """Frame-level facts the HUD shows besides the faces."""
+
+    fps: float
+    light_mode: bool = False
+    source_state: str = "connected"
+    source_name: str = ""
+
+
+class LightModeSwitch:
+    """Switch light mode on when FPS falls under a threshold, off when it recovers.
+
+    Two thresholds give hysteresis: on below ``below_fps``, off at or above
+    ``recover_fps`` (which must not be lower). ``below_fps = 0`` disables it.
+    """
+
+    def __init__(self, *, below_fps: float, recover_fps: float) -> None:
+        if recover_fps < below_fps:
+            raise ValueError(
+                f"recover_fps: expected >= below_fps ({below_fps}), got {recover_fps}"
+            )
+        self.below_fps = below_fps
+        self.recover_fps = recover_fps
+        self.is_on = False
+
+    def update(self, fps: float) -> bool:
+        """Fold in the latest FPS reading and return whether light mode is on."""
+        if self.below_fps <= 0:
+            self.is_on = False
+        elif not self.is_on and fps < self.below_fps:
+            self.is_on = True
+        elif self.is_on and fps >= self.recover_fps:
+            self.is_on = False
+        return self.is_on
+
+
+def _put_text(
+    image: npt.NDArray[np.uint8],
+    text: str,
+    origin: tuple[int, int],
+    scale: float,
+    color: tuple[int, int, int] = _TEXT_BGR,
+    thickness: int = 1,
+) -> None:
+    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
+    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thickness, cv2.LINE_AA)
+
+
+class HudRenderer:
+    """Draw a :class:`FrameResult` on a BGR frame.
+
+    Full mode shows per face: box, ``#id emotion``, a confidence bar, the top
+    evidence, liveness and a "calibrating" tag; plus FPS and source state. Light
+    mode keeps only boxes, labels and FPS, for slow machines.
+    """
+
+    def __init__(self, *, font_scale: float = 0.6, draw_landmarks: bool = False) -> None:
+        if font_scale <= 0:
+            raise ValueError(f"font_scale: expected > 0, got {font_scale}")
+        self.font_scale = font_scale
+        self.draw_landmarks = draw_landmarks
+
+    def draw(
+        self, image_bgr: npt.NDArray[np.uint8], result: FrameResult | None, status: HudStatus
+    ) -> npt.NDArray[np.uint8]:
+        """Draw on ``image_bgr`` in place (HxWx3 uint8 BGR) and return it."""
+        if result is not None:
+            for face in result.faces:
+                self._draw_face(image_bgr, face, light=status.light_mode)
+        self._draw_status(image_bgr, result, status)
+        return image_bgr
+
+    def _draw_face(self, image: npt.NDArray[np.uint8], face: FaceResult, *, light: bool) -> None:
+        color = EMOTION_COLORS_BGR.get(face.emotion.label, _TEXT_BGR)
+        x, y, w, h = face.box.x, face.box.y, face.box.width, face.box.height
+        cv2.rectangle(image, (x, y), (x + w, y + h), color, 2)
+
+        scale = self.font_scale
+        label = f"#{face.face_id} {face.emotion.label} {face.emotion.confidence:.0%}"
+        text_y = y - 8 if y > 24 else y + h + 18
+        _put_text(image, label, (x, text_y), scale, color, 2 if not light else 1)
+        if light:
+            return
+
+        bar_y = y + h + 6 if text_y < y else y + h + 26
+        bar_w = max(w, 60)
+        cv2.rectangle(image, (x, bar_y), (x + bar_w, bar_y + 8), _PANEL_BGR, -1)
+        cv2.rectangle(image, (x, bar_y), (x + int(bar_w * face.emotion.confidence), bar_y + 8), color, -1)
+
+        lines = [f"{name} {value:.2f}" for name, value in face.emotion.evidence[:3]]
+        if face.calibrating:
+            lines.append("calibrating baseline...")
+        if face.liveness:
+            lines.append(f"liveness: {face.liveness} (blinks {face.blinks})")
+        lines.extend(flag.replace("_", " ") for flag in face.emotion.flags)
+        for i, line in enumerate(lines):
+            line_y = bar_y + 24 + i * int(20 * scale / 0.6)
+            if line_y >= image.shape[0]:
+                break
+            _put_text(image, line, (x, line_y), scale * 0.75)
+
+    def _draw_status(
+        self, image: npt.NDArray[np.uint8], result: FrameResult | None, status: HudStatus
+    ) -> None:
+        scale = self.font_scale
+        parts = [f"{status.fps:4.1f} FPS"]
+        if result is not None:
+            parts.append(f"{len(result.faces)} face{'s' if len(result.faces) != 1 else ''}")
+        if status.light_mode:
+            parts.append("LIGHT")
+        if status.source_name:
+            parts.insert(0, status.source_name)
+        text = "  ".join(parts)
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        cv2.rectangle(image, (0, 0), (tw + 16, th + 16), _PANEL_BGR, -1)
+        _put_text(image, text, (8, th + 8), scale)
+        if status.source_state != "connected":
+            _put_text(image, f"SOURCE {status.source_state.upper()}", (8, th + 40), scale, _WARN_BGR, 2)

@@ -1,0 +1,341 @@
+"""The ``airctrl run`` loop: one worker per source, sinks, HUD, progress, stop.
+
+Each source gets its own thread, :class:`Pipeline` (video mode), tracks, sinks
+and metrics label. The calling thread shows the HUD window when there is one,
+reports progress and turns Ctrl-C or ``q`` into a clean stop: every worker
+finishes its current frame, closes its video and event files and reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from airctrl.config import Settings, SourceSettings
+from airctrl.overlay import HudRenderer, HudStatus, LightModeSwitch
+from airctrl.pipeline import FrameResult, Pipeline
+from airctrl.sinks import CsvEventSink, EventSink, JsonlEventSink, VideoSink, frame_events, status_event
+
+__all__ = ["RunOptions", "SourceSummary", "RunSummary", "SourceWorker", "run"]
+
+logger = logging.getLogger(__name__)
+
+#: Weight of the newest frame in the FPS moving average (about a 10-frame memory).
+FPS_EMA_ALPHA = 0.1
+#: Frame rate assumed for the output video when the source does not say.
+DEFAULT_VIDEO_FPS = 25.0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run behaves, beyond the settings file."""
+
+    output_dir: Path
+    show_window: bool = False
+    max_frames: int | None = None
+    write_video: bool = True
+    write_jsonl: bool = True
+    write_csv: bool = False
+    draw_hud: bool = True
+
+
+@dataclass
+class SourceSummary:
+    """What one source produced; updated live by its worker."""
+
+    source_id: str
+    frames: int = 0
+    frames_with_faces: int = 0
+    faces: int = 0
+    skipped_frames: int = 0
+    outages: int = 0
+    emotions: Counter[str] = field(default_factory=Counter)
+    fps: float = 0.0
+    seconds: float = 0.0
+    state: str = "starting"
+    light_mode: bool = False
+    outputs: list[Path] = field(default_factory=list)
+    error: str | None = None
+
+    def emotion_shares(self) -> dict[str, float]:
+        """Share of face observations per emotion (sums to 1 when there were faces)."""
+        total = sum(self.emotions.values())
+        return {k: v / total for k, v in self.emotions.most_common()} if total else {}
+
+
+@dataclass
+class RunSummary:
+    """Every source's summary plus how the run ended."""
+
+    sources: list[SourceSummary]
+    interrupted: bool = False
+    seconds: float = 0.0
+
+
+def _source_id(index: int, source: SourceSettings) -> str:
+    return source.name or (f"cam{index}" if index else "main")
+
+
+class SourceWorker(threading.Thread):
+    """Read one source, run the pipeline, draw the HUD and feed the sinks."""
+
+    def __init__(
+        self,
+        source_id: str,
+        source_settings: SourceSettings,
+        settings: Settings,
+        options: RunOptions,
+        stop_event: threading.Event,
+        *,
+        model_path: Path | None = None,
+        source_factory: Callable[..., Any] | None = None,
+    ) -> None:
+        super().__init__(name=f"airctrl-source-{source_id}", daemon=True)
+        self.source_id = source_id
+        self.source_settings = source_settings
+        self.settings = settings
+        self.options = options
+        self.stop_event = stop_event
+        self.model_path = model_path
+        self.source_factory = source_factory
+        self.summary = SourceSummary(source_id)
+        self.latest_frame_bgr: npt.NDArray[np.uint8] | None = None
+        self._hud = HudRenderer(font_scale=settings.hud.font_scale, draw_landmarks=settings.hud.draw_landmarks)
+        self._light = LightModeSwitch(
+            below_fps=settings.hud.light_mode_below_fps,
+            recover_fps=max(settings.hud.light_mode_recover_fps, settings.hud.light_mode_below_fps),
+        )
+
+    # -- outputs ------------------------------------------------------------------
+
+    def _open_sinks(self) -> tuple[list[EventSink], Path]:
+        folder = self.options.output_dir
+        if len(self.settings.sources) > 1:
+            folder = folder / self.source_id
+        folder.mkdir(parents=True, exist_ok=True)
+        sinks: list[EventSink] = []
+        if self.options.write_jsonl:
+            jsonl = JsonlEventSink(folder / "events.jsonl")
+            sinks.append(jsonl)
+            self.summary.outputs.append(jsonl.path)
+        if self.options.write_csv:
+            table = CsvEventSink(folder / "events.csv")
+            sinks.append(table)
+            self.summary.outputs.append(table.path)
+        return sinks, folder
+
+    def _set_state(self, state: str, sinks: list[EventSink], detail: str = "") -> None:
+        if state == self.summary.state:
+            return
+        if state in ("lost", "reconnecting") and self.summary.state == "connected":
+            self.summary.outages += 1
+            logger.warning("Source %s %s: %s", self.source_id, state, detail or "no frames")
+        elif state == "connected" and self.summary.state in ("lost", "reconnecting"):
+            logger.info("Source %s reconnected", self.source_id)
+        self.summary.state = state
+        _metrics_camera_state(self.source_id, state)
+        event = status_event(self.source_id, state, int(time.time() * 1000), detail)
+        for sink in sinks:
+            sink.write([event])
+
+    # -- main loop ----------------------------------------------------------------
+
+    def run(self) -> None:
+        """Thread body: never raises; failures end up in ``summary.error``."""
+        try:
+            self._run()
+        except Exception as exc:  # noqa: BLE001 - reported to the caller, not swallowed
+            logger.error("Source %s stopped: %s", self.source_id, exc)
+            self.summary.error = str(exc) or type(exc).__name__
+            self.summary.state = "failed"
+
+    def _open_source(self) -> Any:
+        if self.source_factory is not None:
+            return self.source_factory(self.source_settings, self.stop_event)
+        from airctrl.capture import open_source
+
+        return open_source(self.source_settings.source, self.source_settings, stop_event=self.stop_event)
+
+    def _run(self) -> None:
+        sinks, folder = self._open_sinks()
+        video: VideoSink | None = None
+        source = self._open_source()
+        started = time.perf_counter()
+        try:
+            with Pipeline(self.settings, mode="video", model_path=self.model_path, source_id=self.source_id) as pipeline:
+                self._set_state("connected", sinks)
+                video = self._loop(source, pipeline, sinks, folder)
+        finally:
+            close = getattr(source, "close", None)
+            if close:
+                close()
+            if video is not None:
+                video.close()
+            for sink in sinks:
+                sink.close()
+            self.summary.seconds = time.perf_counter() - started
+            if self.summary.state not in ("failed",):
+                self.summary.state = "stopped"
+
+    def _loop(self, source: Any, pipeline: Pipeline, sinks: list[EventSink], folder: Path) -> VideoSink | None:
+        video: VideoSink | None = None
+        fps_ema = 0.0
+        last_tick = time.perf_counter()
+        last_result: FrameResult | None = None
+        is_live = bool(getattr(source, "is_live", False))
+        skip_when_behind = is_live and self.settings.output.skip_frames_when_behind
+        frame_interval_s = 1.0 / (getattr(source, "fps", None) or DEFAULT_VIDEO_FPS)
+
+        for frame in source:
+            if self.stop_event.is_set():
+                break
+            state = getattr(source, "status", "connected")
+            self._set_state(state if isinstance(state, str) else "connected", sinks)
+
+            analyse = True
+            if skip_when_behind and self._light.is_on:
+                lag_s = time.perf_counter() - last_tick
+                if lag_s > frame_interval_s * self.settings.output.max_lag_frames:
+                    analyse = False
+
+            if analyse:
+                result = pipeline.process(frame)
+                last_result = result
+                self._record(result, sinks)
+            else:
+                self.summary.skipped_frames += 1
+                _metrics_skip(self.source_id)
+
+            now = time.perf_counter()
+            instant = 1.0 / max(now - last_tick, 1e-6)
+            fps_ema = instant if fps_ema == 0 else fps_ema + FPS_EMA_ALPHA * (instant - fps_ema)
+            last_tick = now
+            self.summary.fps = fps_ema
+            light = self._light.update(fps_ema) if self.summary.frames > 10 else False
+            if light != self.summary.light_mode:
+                logger.info("Source %s light HUD %s at %.1f FPS", self.source_id, "on" if light else "off", fps_ema)
+                _metrics_light(self.source_id, light)
+            self.summary.light_mode = light
+
+            if self.options.draw_hud or self.options.write_video:
+                image_bgr = cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)
+                if self.options.draw_hud:
+                    status = HudStatus(fps_ema, light, self.summary.state, self.source_id if len(self.settings.sources) > 1 else "")
+                    self._hud.draw(image_bgr, last_result if analyse else last_result, status)
+                if self.options.write_video:
+                    if video is None:
+                        video = VideoSink(
+                            folder / "annotated.mp4",
+                            fps=getattr(source, "fps", None) or DEFAULT_VIDEO_FPS,
+                            codec=self.settings.output.video_codec,
+                        )
+                        self.summary.outputs.insert(0, video.path)
+                    video.write(image_bgr)
+                self.latest_frame_bgr = image_bgr
+
+            if self.options.max_frames is not None and self.summary.frames + self.summary.skipped_frames >= self.options.max_frames:
+                break
+        return video
+
+    def _record(self, result: FrameResult, sinks: list[EventSink]) -> None:
+        self.summary.frames += 1
+        if result.faces:
+            self.summary.frames_with_faces += 1
+        self.summary.faces += len(result.faces)
+        for face in result.faces:
+            self.summary.emotions[face.emotion.label] += 1
+        events = frame_events(result)
+        for sink in sinks:
+            sink.write(events)
+        _metrics_frame(self.source_id, result)
+
+
+def _metrics_call(name: str, *args: Any) -> None:
+    try:
+        from airctrl import metrics
+    except ImportError:
+        return
+    function = getattr(metrics, name, None)
+    if function is not None:
+        function(*args)
+
+
+def _metrics_frame(source_id: str, result: FrameResult) -> None:
+    _metrics_call("record_frame", source_id, result)
+
+
+def _metrics_skip(source_id: str) -> None:
+    _metrics_call("record_skip", source_id, 1)
+
+
+def _metrics_light(source_id: str, on: bool) -> None:
+    _metrics_call("set_light_hud", source_id, on)
+
+
+def _metrics_camera_state(source_id: str, state: str) -> None:
+    _metrics_call("set_camera_state", source_id, state)
+
+
+def run(
+    settings: Settings,
+    options: RunOptions,
+    *,
+    stop_event: threading.Event | None = None,
+    on_progress: Callable[[list[SourceSummary]], None] | None = None,
+    progress_interval_s: float = 1.0,
+    model_path: Path | None = None,
+    source_factory: Callable[..., Any] | None = None,
+) -> RunSummary:
+    """Run every configured source until they end, ``q`` is pressed or Ctrl-C.
+
+    Ctrl-C (KeyboardInterrupt in this thread) and ``stop_event`` stop all workers
+    cleanly; outputs written so far are closed properly.
+    """
+    stop = stop_event or threading.Event()
+    workers = [
+        SourceWorker(
+            _source_id(i, s), s, settings, options, stop,
+            model_path=model_path, source_factory=source_factory,
+        )
+        for i, s in enumerate(settings.sources)
+    ]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+
+    interrupted = False
+    last_progress = time.perf_counter()
+    try:
+        while any(w.is_alive() for w in workers):
+            if options.show_window:
+                for worker in workers:
+                    if worker.latest_frame_bgr is not None:
+                        cv2.imshow(f"AIRCTRL {worker.source_id}", worker.latest_frame_bgr)
+                if cv2.waitKey(15) & 0xFF in (ord("q"), 27):
+                    logger.info("Quit requested from the window")
+                    stop.set()
+            else:
+                time.sleep(0.05)
+            if on_progress and time.perf_counter() - last_progress >= progress_interval_s:
+                on_progress([w.summary for w in workers])
+                last_progress = time.perf_counter()
+    except KeyboardInterrupt:
+        interrupted = True
+        logger.info("Interrupted; stopping sources")
+        stop.set()
+    finally:
+        stop.set() if interrupted else None
+        for worker in workers:
+            worker.join()
+        if options.show_window:
+            cv2.destroyAllWindows()
+    return RunSummary([w.summary for w in workers], interrupted, time.perf_counter() - started)
