@@ -62,8 +62,20 @@ except ImportError:  # pragma: no cover - pillow-heif is a declared dependency
 
 # ISO base media ("ftyp") brands that hold a still image rather than a movie.
 _IMAGE_BRANDS = frozenset(
-    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1",
-     b"avif", b"avis", b"mif2", b"miaf"}
+    {
+        b"heic",
+        b"heix",
+        b"heim",
+        b"heis",
+        b"hevc",
+        b"hevx",
+        b"mif1",
+        b"msf1",
+        b"avif",
+        b"avis",
+        b"mif2",
+        b"miaf",
+    }
 )
 _HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx"})
 
@@ -169,7 +181,9 @@ def describe_content(head: bytes) -> str:
     lowered = head[:SNIFF_BYTES].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if lowered.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
         return "an HTML page"
-    if lowered.startswith(b"<svg") or (lowered.startswith(b"<?xml") and b"<svg" in head):
+    if lowered.startswith(b"<svg") or (
+        lowered.startswith(b"<?xml") and b"<svg" in head
+    ):
         return "an SVG drawing (vector images are not supported)"
     if lowered.startswith(b"<?xml"):
         return "an XML document"
@@ -231,7 +245,9 @@ def sniff_kind(path_or_bytes: str | Path | bytes) -> Literal["image", "video"] |
 # -- pixel conversion -----------------------------------------------------------
 
 
-def _scale_to_uint8(values: npt.NDArray[np.generic], bits: int | None) -> npt.NDArray[np.uint8]:
+def _scale_to_uint8(
+    values: npt.NDArray[np.generic], bits: int | None
+) -> npt.NDArray[np.uint8]:
     """Map integer or float pixels to 0..255 by scaling, never by clipping.
 
     ``bits`` is the sample depth when known (16 for ``I;16``); otherwise the
@@ -268,13 +284,18 @@ def _cmyk_to_rgb(image: Image.Image) -> Image.Image:
             source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
             target = ImageCms.createProfile("sRGB")
             converted = ImageCms.profileToProfile(
-                image, source, target, outputMode="RGB",
+                image,
+                source,
+                target,
+                outputMode="RGB",
                 renderingIntent=ImageCms.Intent.PERCEPTUAL,
             )
             if converted is not None:
                 return converted
         except (ImageCms.PyCMSError, OSError, ValueError) as exc:
-            logger.debug("CMYK ICC conversion failed (%s); using the plain formula", exc)
+            logger.debug(
+                "CMYK ICC conversion failed (%s); using the plain formula", exc
+            )
     return image.convert("RGB")
 
 
@@ -299,7 +320,10 @@ def _to_rgb_array(image: Image.Image) -> npt.NDArray[np.uint8]:
         converted = ImageCms.applyTransform(
             image,
             ImageCms.buildTransform(
-                ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB"
+                ImageCms.createProfile("LAB"),
+                ImageCms.createProfile("sRGB"),
+                "LAB",
+                "RGB",
             ),
         )
         if converted is not None:
@@ -329,7 +353,9 @@ def _open(data: bytes) -> Image.Image:
             return Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         if magic is not None:
-            raise DecodeError(f"{magic} image header is damaged; cannot decode it") from None
+            raise DecodeError(
+                f"{magic} image header is damaged; cannot decode it"
+            ) from None
         raise UnsupportedMediaError(
             f"input is not an image: it looks like {describe_content(head)}"
         ) from None
@@ -386,16 +412,25 @@ def decode_image(data: bytes) -> DecodedImage:
                 # Limitation: a truncated file is refused outright, not analysed in
                 # part; the missing rows would be grey fill and could never carry
                 # a trustworthy emotion.
-                raise DecodeError("image is truncated; the file is incomplete") from None
-            raise DecodeError(f"cannot decode the {source_format} image: {exc}") from None
+                raise DecodeError(
+                    "image is truncated; the file is incomplete"
+                ) from None
+            raise DecodeError(
+                f"cannot decode the {source_format} image: {exc}"
+            ) from None
         except (ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            raise DecodeError(f"cannot decode the {source_format} image: {exc}") from None
+            raise DecodeError(
+                f"cannot decode the {source_format} image: {exc}"
+            ) from None
 
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise DecodeError(f"decoded image has unexpected shape {pixels.shape}")
     logger.debug(
-        "Decoded %s image %dx%d (%s)", source_format, pixels.shape[1], pixels.shape[0],
+        "Decoded %s image %dx%d (%s)",
+        source_format,
+        pixels.shape[1],
+        pixels.shape[0],
         ", ".join(notes) or "no notes",
     )
     return DecodedImage(pixels, tuple(notes), source_format)
@@ -418,5 +453,7 @@ def read_image(path: str | Path) -> DecodedImage:
     # A compressed image cannot hold more pixels than a few times its size in
     # bytes allows for; this only guards against reading absurd files whole.
     if size > MAX_IMAGE_PIXELS * 4:
-        raise DecodeError(f"{path.name} is {size // 1_000_000} MB; too large for an image")
+        raise DecodeError(
+            f"{path.name} is {size // 1_000_000} MB; too large for an image"
+        )
     return decode_image(path.read_bytes())
