@@ -158,6 +158,14 @@ class ServerSettings(_Section):
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     stream_queue_size: int = Field(default=2, ge=1, le=64)
+    #: Image-mode pipelines per worker for /v1/detect (each ~40 MB; one request
+    #: uses one at a time because MediaPipe graphs are not thread-safe).
+    detect_pipelines: int = Field(default=1, ge=1, le=16)
+    max_batch_items: int = Field(default=16, ge=1, le=256)
+    #: Open WebSocket sessions per worker; each holds its own video pipeline.
+    max_stream_sessions: int = Field(default=8, ge=1, le=256)
+    #: Plain-text key the web page at / is given without asking (kiosk use).
+    kiosk_key_file: Path | None = None
 
 
 class StorageSettings(_Section):
