@@ -134,7 +134,7 @@ class Pipeline:
         mode: Literal["image", "video"] = "video",
         model_path: Path | None = None,
         classifier: EmotionClassifier | None = None,
-        source_id: str = "0",
+        source_id: str | None = None,
     ) -> None:
         self.settings = settings
         self.mode = mode
@@ -204,7 +204,7 @@ class Pipeline:
             latency_ms = (time.perf_counter() - started) * 1000
             return FrameResult(
                 frame.index, frame.timestamp_ms, frame.width, frame.height,
-                tuple(faces), tuple(flags), latency_ms, frame.source_id,
+                tuple(faces), tuple(flags), latency_ms, self.source_id or frame.source_id,
             )
 
         assignment = self._tracker.update([face.box for face in detection.faces])
@@ -232,5 +232,5 @@ class Pipeline:
         logger.debug("Frame %d: %d faces in %.1f ms", frame.index, len(results), latency_ms)
         return FrameResult(
             frame.index, frame.timestamp_ms, frame.width, frame.height,
-            tuple(results), tuple(flags), latency_ms, frame.source_id,
+            tuple(results), tuple(flags), latency_ms, self.source_id or frame.source_id,
         )

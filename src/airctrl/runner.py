@@ -109,6 +109,8 @@ class SourceWorker(threading.Thread):
         self.source_factory = source_factory
         self.summary = SourceSummary(source_id)
         self.latest_frame_bgr: npt.NDArray[np.uint8] | None = None
+        self._sinks: list[EventSink] = []
+        self._sinks_lock = threading.Lock()
         self._hud = HudRenderer(font_scale=settings.hud.font_scale, draw_landmarks=settings.hud.draw_landmarks)
         self._light = LightModeSwitch(
             below_fps=settings.hud.light_mode_below_fps,
@@ -160,13 +162,24 @@ class SourceWorker(threading.Thread):
 
     def _open_source(self) -> Any:
         if self.source_factory is not None:
-            return self.source_factory(self.source_settings, self.stop_event)
+            return self.source_factory(self.source_settings, self.stop_event, self._on_status)
         from airctrl.capture import open_source
 
-        return open_source(self.source_settings.source, self.source_settings, stop_event=self.stop_event)
+        return open_source(
+            self.source_settings.source,
+            self.source_settings,
+            self.stop_event,
+            on_status=self._on_status,
+        )
+
+    def _on_status(self, source_id: str, status: str) -> None:
+        """Record a source status change (called from the capture code)."""
+        with self._sinks_lock:
+            self._set_state(status, self._sinks)
 
     def _run(self) -> None:
         sinks, folder = self._open_sinks()
+        self._sinks = sinks
         video: VideoSink | None = None
         source = self._open_source()
         started = time.perf_counter()
@@ -183,7 +196,7 @@ class SourceWorker(threading.Thread):
             for sink in sinks:
                 sink.close()
             self.summary.seconds = time.perf_counter() - started
-            if self.summary.state not in ("failed",):
+            if self.summary.state != "failed":
                 self.summary.state = "stopped"
 
     def _loop(self, source: Any, pipeline: Pipeline, sinks: list[EventSink], folder: Path) -> VideoSink | None:
@@ -191,15 +204,14 @@ class SourceWorker(threading.Thread):
         fps_ema = 0.0
         last_tick = time.perf_counter()
         last_result: FrameResult | None = None
-        is_live = bool(getattr(source, "is_live", False))
+        is_live = getattr(source, "kind", "") == "live"
         skip_when_behind = is_live and self.settings.output.skip_frames_when_behind
-        frame_interval_s = 1.0 / (getattr(source, "fps", None) or DEFAULT_VIDEO_FPS)
+        source_fps = float(getattr(source, "fps", 0.0) or 0.0) or DEFAULT_VIDEO_FPS
+        frame_interval_s = 1.0 / source_fps
 
         for frame in source:
             if self.stop_event.is_set():
                 break
-            state = getattr(source, "status", "connected")
-            self._set_state(state if isinstance(state, str) else "connected", sinks)
 
             analyse = True
             if skip_when_behind and self._light.is_on:
@@ -235,7 +247,7 @@ class SourceWorker(threading.Thread):
                     if video is None:
                         video = VideoSink(
                             folder / "annotated.mp4",
-                            fps=getattr(source, "fps", None) or DEFAULT_VIDEO_FPS,
+                            fps=source_fps,
                             codec=self.settings.output.video_codec,
                         )
                         self.summary.outputs.insert(0, video.path)
@@ -254,8 +266,9 @@ class SourceWorker(threading.Thread):
         for face in result.faces:
             self.summary.emotions[face.emotion.label] += 1
         events = frame_events(result)
-        for sink in sinks:
-            sink.write(events)
+        with self._sinks_lock:
+            for sink in sinks:
+                sink.write(events)
         _metrics_frame(self.source_id, result)
 
 
@@ -333,7 +346,6 @@ def run(
         logger.info("Interrupted; stopping sources")
         stop.set()
     finally:
-        stop.set() if interrupted else None
         for worker in workers:
             worker.join()
         if options.show_window:
