@@ -10,11 +10,13 @@ import textwrap
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from airctrl import metrics
+from airctrl.capture import SourceStatus
 from airctrl.pipeline import FaceResult, FrameResult
 from airctrl.types import EMOTIONS, BoundingBox, EmotionEstimate, HeadPose
 
@@ -150,15 +152,11 @@ def test_fps_gauge_measures_frames_per_second_over_trailing_window(source: str) 
 
 
 def test_camera_state_is_one_hot_and_counts_outages_and_reconnects(source: str) -> None:
-    for state in (
-        "connecting",
-        "connected",
-        "reconnecting",
-        "reconnecting",
-        "connected",
-    ):
+    # connected -> lost -> reconnecting is one outage; back to connected is one
+    # reconnect; connected -> failed is the second outage.
+    sequence = ("connecting", "connected", "lost", "reconnecting", "reconnecting")
+    for state in (*sequence, "connected", "failed"):
         metrics.set_camera_state(source, state)  # type: ignore[arg-type]
-    metrics.set_camera_state(source, "disconnected")
 
     assert _value("airctrl_source_outages_total", source=source) == 2
     assert _value("airctrl_source_reconnects_total", source=source) == 1
@@ -170,10 +168,16 @@ def test_camera_state_is_one_hot_and_counts_outages_and_reconnects(source: str) 
     assert states == {
         "connecting": 0,
         "connected": 0,
+        "lost": 0,
         "reconnecting": 0,
-        "disconnected": 1,
         "ended": 0,
+        "stopped": 0,
+        "failed": 1,
     }
+
+
+def test_camera_states_are_the_words_capture_reports() -> None:
+    assert set(metrics.CAMERA_STATES) == set(get_args(SourceStatus))
 
 
 def test_file_source_ending_is_not_an_outage(source: str) -> None:
@@ -324,6 +328,7 @@ _WORKER = textwrap.dedent(
     """
     import sys
     from airctrl import metrics
+from airctrl.capture import SourceStatus
     from airctrl.pipeline import FrameResult
     for i in range(int(sys.argv[1])):
         metrics.record_frame("api", FrameResult(i, i * 33, 64, 64, latency_ms=5.0))

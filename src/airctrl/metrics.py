@@ -80,19 +80,23 @@ __all__ = [
 #: Prefix shared by every metric name.
 PREFIX: Final = "airctrl_"
 
-#: States a frame source can be in, as values of ``airctrl_camera_state{state}``.
-#: ``ended`` is a file source that reached its end: finished, not an outage.
+#: States a frame source can be in, as values of ``airctrl_camera_state{state}``;
+#: the same words ``airctrl.capture`` reports. ``lost`` is the moment an outage
+#: is seen, ``reconnecting`` while retrying, ``failed`` when retries gave up;
+#: ``ended`` (a file finished) and ``stopped`` (asked to stop) are not outages.
 CameraState = Literal[
-    "connecting", "connected", "reconnecting", "disconnected", "ended"
+    "connecting", "connected", "lost", "reconnecting", "ended", "stopped", "failed"
 ]
 CAMERA_STATES: Final[tuple[CameraState, ...]] = (
     "connecting",
     "connected",
+    "lost",
     "reconnecting",
-    "disconnected",
     "ended",
+    "stopped",
+    "failed",
 )
-_OUTAGE_STATES: Final = frozenset({"reconnecting", "disconnected"})
+_OUTAGE_STATES: Final = frozenset({"lost", "reconnecting", "failed"})
 
 #: A frame without a face counts as a detection failure only if the same source
 #: had a face less than this long before (stream time). Two seconds is about
@@ -382,14 +386,12 @@ def set_light_hud(source: str, on: bool) -> None:
 def set_camera_state(source: str, state: CameraState) -> None:
     """Record the source's connection state and count outages and recoveries.
 
-    Call it on every change: ``connecting`` before the first open,
-    ``connected`` when frames flow, ``reconnecting`` when the stream is lost
-    and a retry is pending, ``disconnected`` when the loop gave up, ``ended``
-    when a file source finished. A move from ``connected`` to
-    ``reconnecting``/``disconnected`` adds one outage; a move from those back to
-    ``connected`` adds one reconnect. Repeating the current state changes
-    nothing. Leaving ``connected`` also sets the FPS gauge to 0, since no
-    frames flow.
+    Call it on every status change the source reports (see
+    :data:`CAMERA_STATES`). A move from ``connected`` to ``lost``,
+    ``reconnecting`` or ``failed`` adds one outage (``lost`` then
+    ``reconnecting`` is still one); a move from those back to ``connected``
+    adds one reconnect. Repeating the current state changes nothing. Leaving
+    ``connected`` also sets the FPS gauge to 0, since no frames flow.
 
     Raises:
         ValueError: ``state`` is not one of :data:`CAMERA_STATES`.
