@@ -328,7 +328,6 @@ _WORKER = textwrap.dedent(
     """
     import sys
     from airctrl import metrics
-from airctrl.capture import SourceStatus
     from airctrl.pipeline import FrameResult
     for i in range(int(sys.argv[1])):
         metrics.record_frame("api", FrameResult(i, i * 33, 64, 64, latency_ms=5.0))
