@@ -180,6 +180,7 @@ class MetricsSettings(_Section):
     """Prometheus metrics."""
 
     enabled: bool = False
+    host: str = "127.0.0.1"  # 0.0.0.0 inside a container so Prometheus can scrape
     port: int = Field(default=8000, ge=1, le=65535)
     multiprocess_dir: Path | None = None
 
@@ -190,8 +191,11 @@ class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["human", "json"] = "human"
     file: Path | None = None
-    rotate_when: str = "midnight"
-    backup_count: int = Field(default=14, ge=0)
+    # TimedRotatingFileHandler 'when' values; rotation times are UTC.
+    rotate_when: Literal[
+        "S", "M", "H", "D", "midnight", "W0", "W1", "W2", "W3", "W4", "W5", "W6"
+    ] = "midnight"
+    backup_count: int = Field(default=14, ge=0)  # rotated files kept; 0 keeps all
     compress: bool = True
     encrypt: bool = False
     encryption_key_file: Path | None = None
