@@ -143,8 +143,10 @@ class Pipeline:
             model_path = resolve_model(
                 settings.assets.cache_dir, try_official=settings.assets.try_official_download
             )
-        self._detector = LandmarkDetector(model_path, mode=mode, options=landmarker_options(settings))
+        # The classifier first: if its parameters fail to load, no landmarker is
+        # left open behind the exception.
         self._classifier = classifier or EmotionClassifier.from_settings(settings.emotion)
+        self._detector = LandmarkDetector(model_path, mode=mode, options=landmarker_options(settings))
         self._tracker = FaceTracker(
             max_distance=settings.smoothing.max_track_distance,
             ttl_frames=settings.smoothing.track_ttl_frames,
