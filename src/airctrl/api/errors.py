@@ -1,0 +1,95 @@
+"""Map every failure that reaches a request to a short JSON reason, in one place.
+
+Our own exceptions carry ``http_status`` (see :mod:`airctrl.errors`); request
+validation problems become 422; anything unexpected becomes a plain 500 whose
+body says nothing about the code (the traceback goes to the log only).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from airctrl.errors import AirctrlError
+
+__all__ = [
+    "BadRequestError",
+    "PayloadTooLargeError",
+    "ServiceBusyError",
+    "error_response",
+    "install_error_handlers",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Longest reason returned to a client; longer messages are cut.
+MAX_DETAIL_CHARS = 300
+
+
+class PayloadTooLargeError(AirctrlError):
+    """The request body is larger than ``server.max_upload_bytes`` allows."""
+
+    http_status = 413
+
+
+class BadRequestError(AirctrlError):
+    """The request is malformed (missing file field, wrong content type...)."""
+
+    http_status = 400
+
+
+class ServiceBusyError(AirctrlError):
+    """The server is at its configured capacity; retry later."""
+
+    http_status = 503
+
+
+def error_response(status: int, detail: str) -> JSONResponse:
+    """Return ``{"detail": detail}`` with ``status``, the reason cut to one short line."""
+    first = (detail.strip().splitlines() or ["error"])[0]
+    return JSONResponse({"detail": first[:MAX_DETAIL_CHARS]}, status_code=status)
+
+
+def _airctrl_handler(request: Request, exc: Exception) -> JSONResponse:
+    status = getattr(exc, "http_status", 500)
+    if status >= 500 and status != 503:
+        logger.error("Request %s %s failed: %s", request.method, request.url.path, exc)
+        return error_response(500, "internal error")
+    return error_response(status, str(exc) or type(exc).__name__)
+
+
+def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    if errors:
+        first = errors[0]
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
+        return error_response(422, f"{where}: {first.get('msg', 'invalid')}")
+    return error_response(422, "invalid request")
+
+
+def _http_handler(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, StarletteHTTPException):
+        response = error_response(exc.status_code, str(exc.detail))
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+    return error_response(500, "internal error")
+
+
+def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
+    logger.error(
+        "Unhandled error on %s %s", request.method, request.url.path, exc_info=exc
+    )
+    return error_response(500, "internal error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that turn exceptions into ``{"detail": ...}`` answers."""
+    app.add_exception_handler(AirctrlError, _airctrl_handler)
+    app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_handler)
+    app.add_exception_handler(Exception, _unexpected_handler)
