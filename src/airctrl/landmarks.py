@@ -7,8 +7,12 @@ per face, and an empty tuple when a frame holds no face.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -50,6 +54,29 @@ class LandmarkerOptions:
     min_image_side: int = 32
     pad_retry: bool = True
     tile_retry: bool = True
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null while MediaPipe builds its graph.
+
+    MediaPipe's C++ start-up prints half a dozen glog/TFLite lines straight to
+    fd 2 (environment switches do not reach them), which would break the CLI's
+    one-line error promise and clutter piped output.
+
+    Limitation: anything another thread writes to stderr during the ~50 ms of
+    graph creation is lost too.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def pose_from_matrix(matrix: npt.NDArray[np.float64]) -> HeadPose:
@@ -161,7 +188,8 @@ class LandmarkDetector:
             output_facial_transformation_matrixes=True,
         )
         logger.debug("Creating %s-mode face landmarker", self.mode)
-        return vision.FaceLandmarker.create_from_options(opts)
+        with _native_stderr_silenced():
+            return vision.FaceLandmarker.create_from_options(opts)
 
     def __enter__(self) -> LandmarkDetector:
         return self
