@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "airctrl.commands.run",
     "airctrl.commands.analyze",
     "airctrl.commands.assets",
+    "airctrl.commands.decrypt",
 )
 
 
