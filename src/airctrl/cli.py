@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 COMMAND_MODULES: tuple[str, ...] = (
     "airctrl.commands.run",
     "airctrl.commands.analyze",
+    "airctrl.commands.serve",
     "airctrl.commands.assets",
     "airctrl.commands.decrypt",
 )
