@@ -204,7 +204,7 @@ class SourceWorker(threading.Thread):
         fps_ema = 0.0
         last_tick = time.perf_counter()
         last_result: FrameResult | None = None
-        is_live = getattr(source, "kind", "") == "live"
+        is_live = getattr(source, "kind", "") in ("camera", "stream", "live")
         skip_when_behind = is_live and self.settings.output.skip_frames_when_behind
         source_fps = float(getattr(source, "fps", 0.0) or 0.0) or DEFAULT_VIDEO_FPS
         frame_interval_s = 1.0 / source_fps

@@ -1,0 +1,189 @@
+"""Tests for `airctrl run`: headless outputs, clean stops, camera loss, the HUD window."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import cv2
+import numpy as np
+import pytest
+
+from airctrl.capture import CameraSource
+from airctrl.cli import main
+from airctrl.config import Settings, SourceSettings
+from airctrl.runner import RunOptions, run
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def count_video_frames(path: Path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count
+
+
+def test_run_headless_on_video_writes_annotated_video_and_events(
+    tmp_path: Path, sample_path: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["run", "--source", str(sample_path("single_face.mp4")), "--headless", "--output-dir", str(tmp_path)])
+
+    out = capsys.readouterr().out
+    events = read_events(tmp_path / "events.jsonl")
+    face_frames = {e["frame"] for e in events if e["event"] == "face"}
+    assert code == 0
+    assert count_video_frames(tmp_path / "annotated.mp4") == 72
+    assert len(face_frames) >= 70
+    assert "72 frames analysed" in out
+    assert "emotions:" in out
+
+
+def test_run_with_csv_writes_one_row_per_face(tmp_path: Path, sample_path: Callable[[str], Path]) -> None:
+    code = main(["run", "--source", str(sample_path("single_face.mp4")), "--headless", "--no-video", "--csv", "--max-frames", "10", "--output-dir", str(tmp_path)])
+
+    rows = (tmp_path / "events.csv").read_text(encoding="utf-8").splitlines()
+    assert code == 0
+    assert rows[0].startswith("event,source,frame")
+    assert len(rows) == 1 + 10
+    assert not (tmp_path / "annotated.mp4").exists()
+
+
+def test_run_missing_source_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", "--source", str(tmp_path / "missing.mp4"), "--headless", "--output-dir", str(tmp_path)])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("airctrl: error:") == 1
+    assert "Traceback" not in err
+
+
+def test_run_sigint_stops_cleanly_and_keeps_outputs(tmp_path: Path, sample_path: Callable[[str], Path]) -> None:
+    command = [sys.executable, "-m", "airctrl.cli", "run", "--source", str(sample_path("single_face.mp4")),
+               "--loop", "--headless", "--output-dir", str(tmp_path)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    events = tmp_path / "events.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not events.exists() or events.stat().st_size < 20_000):
+        time.sleep(0.2)
+
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+
+    assert process.returncode == 0, err
+    assert "stopped by user" in out
+    assert "Traceback" not in err
+    assert count_video_frames(tmp_path / "annotated.mp4") > 10
+    assert all(json.loads(line) for line in events.read_text().splitlines())
+
+
+class ScriptedCamera:
+    """A capture that plays frames, then fails every read (camera unplugged)."""
+
+    def __init__(self, good_reads: int) -> None:
+        self.good_reads = good_reads
+        self.reads = 0
+        self.image = np.full((120, 160, 3), 90, dtype=np.uint8)
+
+    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+        return True
+
+    def read(self) -> tuple[bool, Any]:
+        self.reads += 1
+        if self.reads > self.good_reads:
+            return False, None
+        image = self.image.copy()
+        image[0, 0, 0] = self.reads % 255  # differs each frame, so never "stale"
+        return True, image
+
+    def release(self) -> None:
+        pass
+
+
+def test_run_reports_lost_camera_retries_with_growing_waits_and_stops_cleanly(
+    tmp_path: Path, model_path: Path
+) -> None:
+    opened: list[ScriptedCamera] = []
+
+    def factory(index: int) -> ScriptedCamera:
+        camera = ScriptedCamera(good_reads=10 if not opened else 0)
+        opened.append(camera)
+        return camera
+
+    sources: list[CameraSource] = []
+
+    def source_factory(source: SourceSettings, stop: threading.Event, on_status: Callable[[str, str], None]) -> CameraSource:
+        camera = CameraSource(0, source, capture_factory=factory, on_status=on_status, stop_event=stop)
+        sources.append(camera)
+        return camera
+
+    camera_settings = SourceSettings(source="0", reconnect_initial_seconds=0.05, reconnect_max_seconds=0.4, reconnect_jitter=0.0, read_timeout_seconds=0.3)
+    settings = Settings(sources=[camera_settings])
+    stop = threading.Event()
+    result: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: result.update(summary=run(settings, RunOptions(output_dir=tmp_path, write_video=False), stop_event=stop, model_path=model_path, source_factory=source_factory)),
+    )
+    thread.start()
+    time.sleep(3.0)
+    stop.set()
+    thread.join(timeout=10)
+
+    states = [e["state"] for e in read_events(tmp_path / "events.jsonl") if e["event"] == "status"]
+    waits = sources[0].backoff_history
+    assert not thread.is_alive()
+    assert result["summary"].sources[0].frames == 10
+    assert "lost" in states or "reconnecting" in states
+    assert result["summary"].sources[0].outages == 1
+    assert len(waits) >= 3
+    assert waits[:3] == sorted(waits[:3]) and waits[2] > waits[0]
+    assert max(waits) <= 0.4 + 1e-9
+
+
+@pytest.fixture()
+def xvfb_display() -> Iterator[str]:
+    """A virtual X display for the HUD window test."""
+    display = ":87"
+    process = subprocess.Popen(["Xvfb", display, "-screen", "0", "1024x600x24", "-nolisten", "tcp"], stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    try:
+        yield display
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_run_window_under_xvfb_shows_the_hud(tmp_path: Path, sample_path: Callable[[str], Path], xvfb_display: str) -> None:
+    env = {**os.environ, "DISPLAY": xvfb_display, "QT_QPA_PLATFORM": "xcb"}
+    command = [sys.executable, "-m", "airctrl.cli", "run", "--source", str(sample_path("single_face.mp4")),
+               "--loop", "--window", "--output-dir", str(tmp_path)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(8.0)
+    shot = tmp_path / "screen.png"
+    subprocess.run([shutil.which("import") or "import", "-display", xvfb_display, "-window", "root", str(shot)], check=True, timeout=30)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+
+    screen = cv2.imread(str(shot))
+    # The HUD draws the face box and label in the emotion colour: happy is
+    # (60, 200, 60) and neutral (200, 200, 200) in BGR; the status panel is
+    # (30, 30, 30). Require a visible amount of box colour and the panel.
+    box_pixels = int(np.all(np.abs(screen.astype(int) - [60, 200, 60]) <= 8, axis=2).sum()) + int(
+        np.all(np.abs(screen.astype(int) - [200, 200, 200]) <= 3, axis=2).sum()
+    )
+    panel_pixels = int(np.all(screen == [30, 30, 30], axis=2).sum())
+    assert process.returncode == 0, err
+    assert box_pixels > 300
+    assert panel_pixels > 500
