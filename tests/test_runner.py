@@ -19,8 +19,9 @@ import pytest
 
 from airctrl.capture import CameraSource
 from airctrl.cli import main
-from airctrl.config import Settings, SourceSettings
-from airctrl.runner import RunOptions, run
+from airctrl.config import HudSettings, OutputSettings, Settings, SourceSettings
+from airctrl.runner import LoadGovernor, RunOptions, run
+from airctrl.types import Frame
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
@@ -187,3 +188,114 @@ def test_run_window_under_xvfb_shows_the_hud(tmp_path: Path, sample_path: Callab
     assert process.returncode == 0, err
     assert box_pixels > 300
     assert panel_pixels > 500
+
+
+def test_load_governor_switches_light_then_skips_then_recovers() -> None:
+    governor = LoadGovernor(light_below_fps=12, light_recover_fps=18, max_stride=4, alpha=1.0, warmup_frames=0)
+    interval = 1 / 30  # a 30 fps camera
+
+    governor.update(0.010, interval)  # 100 fps capacity: all fine
+    calm = (governor.light_mode, governor.stride)
+    governor.update(0.100, interval)  # 10 fps: light on and behind the camera
+    overloaded = (governor.light_mode, governor.stride)
+    governor.update(0.300, interval)  # 3.3 fps: stride capped at 4
+    capped = governor.stride
+    governor.update(0.070, interval)  # 14 fps: between thresholds, light stays on
+    between = governor.light_mode
+    governor.update(0.050, interval)  # 20 fps: recovered
+    recovered = (governor.light_mode, governor.stride)
+
+    assert calm == (False, 1)
+    assert overloaded == (True, 4)  # ceil(0.100 / 0.0333) = 4 (3.0000..1 rounds up)
+    assert capped == 4
+    assert between is True
+    assert recovered == (False, 1)
+
+
+def test_load_governor_ignores_warmup_frames() -> None:
+    governor = LoadGovernor(light_below_fps=12, light_recover_fps=18, max_stride=4, alpha=1.0, warmup_frames=2)
+
+    governor.update(1.0, 0.04)
+    governor.update(1.0, 0.04)
+
+    assert governor.light_mode is False
+
+
+def test_load_governor_never_skips_when_disabled() -> None:
+    governor = LoadGovernor(light_below_fps=12, light_recover_fps=18, max_stride=4, skip_enabled=False, alpha=1.0, warmup_frames=0)
+
+    governor.update(0.5, 0.04)
+
+    assert governor.light_mode is True
+    assert governor.stride == 1
+
+
+class FastLiveSource:
+    """A live source that delivers real frames faster than anything can analyse."""
+
+    kind = "stream"
+    fps = 1000.0
+
+    def __init__(self, image: np.ndarray, count: int) -> None:
+        self.image = image
+        self.count = count
+
+    def __iter__(self) -> Iterator[Frame]:
+        for i in range(self.count):
+            yield Frame(self.image, i, i, "fast")
+
+    def close(self) -> None:
+        pass
+
+
+def test_run_overloaded_live_source_goes_light_and_skips_frames(
+    tmp_path: Path, model_path: Path, happy_face_rgb: np.ndarray
+) -> None:
+    from airctrl import metrics
+
+    settings = Settings(
+        sources=[SourceSettings(source="fast", name="overload-test")],
+        hud=HudSettings(light_mode_below_fps=5000, light_mode_recover_fps=6000),
+        output=OutputSettings(max_lag_frames=3),
+    )
+    before = metrics.REGISTRY.get_sample_value("airctrl_frames_skipped_total", {"source": "overload-test"}) or 0.0
+
+    summary = run(settings, RunOptions(output_dir=tmp_path, write_video=False), model_path=model_path,
+                  source_factory=lambda *_: FastLiveSource(happy_face_rgb, 120))
+
+    after = metrics.REGISTRY.get_sample_value("airctrl_frames_skipped_total", {"source": "overload-test"}) or 0.0
+    s = summary.sources[0]
+    assert s.light_mode is True
+    assert s.skipped_frames > 0
+    assert s.frames + s.skipped_frames == 120
+    assert after - before == s.skipped_frames
+
+
+def test_run_file_sources_are_never_skipped(tmp_path: Path, model_path: Path, sample_path: Callable[[str], Path]) -> None:
+    settings = Settings(
+        sources=[SourceSettings(source=str(sample_path("single_face.mp4")))],
+        hud=HudSettings(light_mode_below_fps=5000, light_mode_recover_fps=6000),
+    )
+
+    summary = run(settings, RunOptions(output_dir=tmp_path, write_video=False), model_path=model_path)
+
+    assert summary.sources[0].skipped_frames == 0
+    assert summary.sources[0].frames == 72
+
+
+def test_run_several_sources_keep_their_own_outputs(tmp_path: Path, model_path: Path, sample_path: Callable[[str], Path]) -> None:
+    settings = Settings(sources=[
+        SourceSettings(source=str(sample_path("single_face.mp4")), name="door"),
+        SourceSettings(source=str(sample_path("no_face.mp4")), name="hall"),
+    ])
+
+    summary = run(settings, RunOptions(output_dir=tmp_path, write_video=False), model_path=model_path)
+
+    by_name = {s.source_id: s for s in summary.sources}
+    door = read_events(tmp_path / "door" / "events.jsonl")
+    hall = read_events(tmp_path / "hall" / "events.jsonl")
+    assert by_name["door"].frames_with_faces >= 70
+    assert by_name["hall"].faces == 0
+    assert {e["source"] for e in door} == {"door"}
+    assert not [e for e in hall if e["event"] == "face"]
+    assert door[-1]["face_id"] == 1

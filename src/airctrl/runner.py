@@ -9,6 +9,7 @@ finishes its current frame, closes its video and event files and reports.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -20,12 +21,13 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from airctrl import metrics
 from airctrl.config import Settings, SourceSettings
 from airctrl.overlay import HudRenderer, HudStatus, LightModeSwitch
 from airctrl.pipeline import FrameResult, Pipeline
 from airctrl.sinks import CsvEventSink, EventSink, JsonlEventSink, VideoSink, frame_events, status_event
 
-__all__ = ["RunOptions", "SourceSummary", "RunSummary", "SourceWorker", "run"]
+__all__ = ["LoadGovernor", "RunOptions", "SourceSummary", "RunSummary", "SourceWorker", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +35,71 @@ logger = logging.getLogger(__name__)
 FPS_EMA_ALPHA = 0.1
 #: Frame rate assumed for the output video when the source does not say.
 DEFAULT_VIDEO_FPS = 25.0
+#: Source kinds that deliver in real time, where falling behind means skipping.
+LIVE_KINDS = frozenset({"camera", "stream", "live"})
+#: Frames analysed before load decisions start (the first inferences are slow
+#: while MediaPipe warms up, and would switch light mode on for nothing).
+WARMUP_FRAMES = 10
+
+
+class LoadGovernor:
+    """Decide light HUD mode and frame skipping from measured work per frame.
+
+    ``capacity_fps`` is what the machine could sustain: one over the moving
+    average of the time spent on an analysed frame (pipeline, HUD, writing).
+    Light mode follows it with hysteresis (see :class:`LightModeSwitch`). When
+    light mode is on and the work still takes longer than the source's frame
+    interval, ``stride`` says to analyse only every n-th frame (up to
+    ``max_stride``); both go back by themselves when the load eases.
+    """
+
+    def __init__(
+        self,
+        *,
+        light_below_fps: float,
+        light_recover_fps: float,
+        max_stride: int,
+        skip_enabled: bool = True,
+        alpha: float = FPS_EMA_ALPHA,
+        warmup_frames: int = WARMUP_FRAMES,
+    ) -> None:
+        if max_stride < 1:
+            raise ValueError(f"max_stride: expected >= 1, got {max_stride}")
+        self._switch = LightModeSwitch(below_fps=light_below_fps, recover_fps=light_recover_fps)
+        self.max_stride = max_stride
+        self.skip_enabled = skip_enabled
+        self.alpha = alpha
+        self.warmup_frames = warmup_frames
+        self.work_seconds = 0.0
+        self.stride = 1
+        self._seen = 0
+
+    @property
+    def light_mode(self) -> bool:
+        """True while the light HUD is on."""
+        return self._switch.is_on
+
+    @property
+    def capacity_fps(self) -> float:
+        """Frames per second the measured work allows (0 before the first frame)."""
+        return 1.0 / self.work_seconds if self.work_seconds > 0 else 0.0
+
+    def update(self, work_seconds: float, frame_interval_s: float) -> None:
+        """Fold in the time one analysed frame took; recompute mode and stride."""
+        self._seen += 1
+        if self.work_seconds == 0.0:
+            self.work_seconds = work_seconds
+        else:
+            self.work_seconds += self.alpha * (work_seconds - self.work_seconds)
+        if self._seen <= self.warmup_frames:
+            return
+
+        light = self._switch.update(self.capacity_fps)
+        if light and self.skip_enabled and self.work_seconds > frame_interval_s > 0:
+            needed = math.ceil(self.work_seconds / frame_interval_s)
+            self.stride = max(1, min(self.max_stride, needed))
+        else:
+            self.stride = 1
 
 
 @dataclass(frozen=True)
@@ -112,9 +179,13 @@ class SourceWorker(threading.Thread):
         self._sinks: list[EventSink] = []
         self._sinks_lock = threading.Lock()
         self._hud = HudRenderer(font_scale=settings.hud.font_scale, draw_landmarks=settings.hud.draw_landmarks)
-        self._light = LightModeSwitch(
-            below_fps=settings.hud.light_mode_below_fps,
-            recover_fps=max(settings.hud.light_mode_recover_fps, settings.hud.light_mode_below_fps),
+        self._governor = LoadGovernor(
+            light_below_fps=settings.hud.light_mode_below_fps,
+            light_recover_fps=max(
+                settings.hud.light_mode_recover_fps, settings.hud.light_mode_below_fps
+            ),
+            max_stride=settings.output.max_lag_frames,
+            skip_enabled=settings.output.skip_frames_when_behind,
         )
 
     # -- outputs ------------------------------------------------------------------
@@ -199,50 +270,41 @@ class SourceWorker(threading.Thread):
             if self.summary.state != "failed":
                 self.summary.state = "stopped"
 
-    def _loop(self, source: Any, pipeline: Pipeline, sinks: list[EventSink], folder: Path) -> VideoSink | None:
+    def _loop(
+        self, source: Any, pipeline: Pipeline, sinks: list[EventSink], folder: Path
+    ) -> VideoSink | None:
         video: VideoSink | None = None
         fps_ema = 0.0
         last_tick = time.perf_counter()
         last_result: FrameResult | None = None
-        is_live = getattr(source, "kind", "") in ("camera", "stream", "live")
-        skip_when_behind = is_live and self.settings.output.skip_frames_when_behind
+        since_analysis = 0
+        is_live = getattr(source, "kind", "") in LIVE_KINDS
         source_fps = float(getattr(source, "fps", 0.0) or 0.0) or DEFAULT_VIDEO_FPS
-        frame_interval_s = 1.0 / source_fps
+        multi = len(self.settings.sources) > 1
 
         for frame in source:
             if self.stop_event.is_set():
                 break
 
-            analyse = True
-            if skip_when_behind and self._light.is_on:
-                lag_s = time.perf_counter() - last_tick
-                if lag_s > frame_interval_s * self.settings.output.max_lag_frames:
-                    analyse = False
-
+            # Files are never skipped: every frame of a video is analysed.
+            stride = self._governor.stride if is_live else 1
+            analyse = since_analysis + 1 >= stride
+            work_started = time.perf_counter()
             if analyse:
-                result = pipeline.process(frame)
-                last_result = result
-                self._record(result, sinks)
+                last_result = pipeline.process(frame)
+                self._record(last_result, sinks)
+                since_analysis = 0
             else:
+                since_analysis += 1
                 self.summary.skipped_frames += 1
                 _metrics_skip(self.source_id)
-
-            now = time.perf_counter()
-            instant = 1.0 / max(now - last_tick, 1e-6)
-            fps_ema = instant if fps_ema == 0 else fps_ema + FPS_EMA_ALPHA * (instant - fps_ema)
-            last_tick = now
-            self.summary.fps = fps_ema
-            light = self._light.update(fps_ema) if self.summary.frames > 10 else False
-            if light != self.summary.light_mode:
-                logger.info("Source %s light HUD %s at %.1f FPS", self.source_id, "on" if light else "off", fps_ema)
-                _metrics_light(self.source_id, light)
-            self.summary.light_mode = light
 
             if self.options.draw_hud or self.options.write_video:
                 image_bgr = cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)
                 if self.options.draw_hud:
-                    status = HudStatus(fps_ema, light, self.summary.state, self.source_id if len(self.settings.sources) > 1 else "")
-                    self._hud.draw(image_bgr, last_result if analyse else last_result, status)
+                    label = self.source_id if multi else ""
+                    status = HudStatus(fps_ema, self._governor.light_mode, self.summary.state, label)
+                    self._hud.draw(image_bgr, last_result, status)
                 if self.options.write_video:
                     if video is None:
                         video = VideoSink(
@@ -254,9 +316,30 @@ class SourceWorker(threading.Thread):
                     video.write(image_bgr)
                 self.latest_frame_bgr = image_bgr
 
-            if self.options.max_frames is not None and self.summary.frames + self.summary.skipped_frames >= self.options.max_frames:
+            now = time.perf_counter()
+            if analyse:
+                self._update_load(now - work_started, 1.0 / source_fps)
+            instant = 1.0 / max(now - last_tick, 1e-6)
+            fps_ema = instant if fps_ema == 0 else fps_ema + FPS_EMA_ALPHA * (instant - fps_ema)
+            last_tick = now
+            self.summary.fps = fps_ema
+
+            handled = self.summary.frames + self.summary.skipped_frames
+            if self.options.max_frames is not None and handled >= self.options.max_frames:
                 break
         return video
+
+    def _update_load(self, work_seconds: float, frame_interval_s: float) -> None:
+        was_light = self._governor.light_mode
+        self._governor.update(work_seconds, frame_interval_s)
+        light = self._governor.light_mode
+        if light != was_light:
+            logger.info(
+                "Source %s light HUD %s (capacity %.1f FPS)",
+                self.source_id, "on" if light else "off", self._governor.capacity_fps,
+            )
+            _metrics_light(self.source_id, light)
+        self.summary.light_mode = light
 
     def _record(self, result: FrameResult, sinks: list[EventSink]) -> None:
         self.summary.frames += 1
@@ -272,30 +355,21 @@ class SourceWorker(threading.Thread):
         _metrics_frame(self.source_id, result)
 
 
-def _metrics_call(name: str, *args: Any) -> None:
-    try:
-        from airctrl import metrics
-    except ImportError:
-        return
-    function = getattr(metrics, name, None)
-    if function is not None:
-        function(*args)
-
-
 def _metrics_frame(source_id: str, result: FrameResult) -> None:
-    _metrics_call("record_frame", source_id, result)
+    metrics.record_frame(source_id, result, processing_seconds=result.latency_ms / 1000)
 
 
 def _metrics_skip(source_id: str) -> None:
-    _metrics_call("record_skip", source_id, 1)
+    metrics.record_skip(source_id, 1)
 
 
 def _metrics_light(source_id: str, on: bool) -> None:
-    _metrics_call("set_light_hud", source_id, on)
+    metrics.set_light_hud(source_id, on)
 
 
 def _metrics_camera_state(source_id: str, state: str) -> None:
-    _metrics_call("set_camera_state", source_id, state)
+    if state in metrics.CAMERA_STATES:
+        metrics.set_camera_state(source_id, state)  # type: ignore[arg-type]
 
 
 def run(
