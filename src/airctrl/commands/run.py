@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ from airctrl.config import Settings, SourceSettings
 from airctrl.runner import RunOptions, RunSummary, SourceSummary, run
 
 __all__ = ["register", "has_display"]
+
+logger = logging.getLogger(__name__)
 
 
 def register(subparsers: Any) -> None:
@@ -99,7 +102,8 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     if settings.metrics.enabled:
         from airctrl.metrics import start_metrics_server
 
-        start_metrics_server(settings.metrics.port)
+        start_metrics_server(settings.metrics.port, settings.metrics.host)
+        logger.info("Metrics on http://%s:%d/metrics", settings.metrics.host, settings.metrics.port)
 
     is_tty = sys.stderr.isatty()
     last_len = 0
