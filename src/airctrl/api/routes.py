@@ -26,7 +26,7 @@ from airctrl.api.schemas import (
     history_to_schema,
 )
 from airctrl.decode import decode_image
-from airctrl.errors import AirctrlError
+from airctrl.errors import AirctrlError, UnsupportedMediaError
 from airctrl.metrics import metrics_payload, record_frame
 from airctrl.pipeline import FrameResult
 from airctrl.storage import (
@@ -142,7 +142,7 @@ async def _read_single_upload(request: Request, limit: int) -> bytes:
     elif content_type.startswith(RAW_IMAGE_TYPES):
         data = await request.body()
     else:
-        raise BadRequestError(
+        raise UnsupportedMediaError(
             "send multipart/form-data with a 'file' field, or the image bytes with "
             "an image/* Content-Type"
         )

@@ -167,14 +167,21 @@ def face_to_schema(face: FaceResult) -> Face:
     )
 
 
+#: Added when a large image had to be scaled down and no face was found.
+SMALL_FACES_WARNING = "no face found; faces smaller than about 2% of a large image may be missed"
+
+
 def frame_to_schema(result: FrameResult, *, source_format: str | None) -> DetectResponse:
     """Convert a pipeline frame result into the ``/v1/detect`` answer."""
+    warnings = list(dict.fromkeys(result.flags))
+    if not result.faces and "downscaled" in warnings:
+        warnings.append(SMALL_FACES_WARNING)
     return DetectResponse(
         width=result.width,
         height=result.height,
         face_count=len(result.faces),
         faces=[face_to_schema(face) for face in result.faces],
-        warnings=list(dict.fromkeys(result.flags)),
+        warnings=warnings,
         source_format=source_format,
         latency_ms=round(result.latency_ms, 2),
     )

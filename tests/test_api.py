@@ -1,0 +1,584 @@
+"""The HTTP API through FastAPI's TestClient: uploads, hard cases, auth, limits, history."""
+
+from __future__ import annotations
+
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import media
+import numpy as np
+import numpy.typing as npt
+import pytest
+from apiserver import API_KEY, api_key_hash
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from airctrl.api import create_app
+from airctrl.api.auth import hash_key
+from airctrl.config import Settings
+from airctrl.errors import ConfigError
+
+KEY = {"X-API-Key": API_KEY}
+Array = npt.NDArray[np.uint8]
+
+
+def make_settings(tmp: Path, **server: Any) -> Settings:
+    return Settings.model_validate({
+        "server": {"api_keys": [api_key_hash()], **server},
+        "storage": {"backend": "sqlite", "sqlite_path": str(tmp / "history.sqlite3")},
+        "detection": {"max_faces": 12},
+    })
+
+
+@pytest.fixture(scope="module")
+def api_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("api")
+
+
+@pytest.fixture(scope="module")
+def client(api_dir: Path, model_path: Path) -> Iterator[TestClient]:
+    app = create_app(make_settings(api_dir), model_path=model_path)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def face(sample_path: Callable[[str], Path]) -> Array:
+    with Image.open(sample_path("single_face.jpg")) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def upload(client: TestClient, data: bytes, **kwargs: Any) -> Any:
+    return client.post(
+        "/v1/detect", files={"file": ("upload.bin", data)}, headers=KEY, **kwargs
+    )
+
+
+# -- one image -----------------------------------------------------------------
+
+
+def test_detect_finds_one_happy_face_with_evidence(client: TestClient, face: Array) -> None:
+    response = upload(client, media.jpeg(face))
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["face_count"] == 1
+    found = body["faces"][0]
+    assert found["id"] == 0
+    assert found["emotion"] == "happy"
+    assert abs(sum(found["probabilities"].values()) - 1.0) < 0.01
+    assert found["confidence"] == found["probabilities"]["happy"]
+    # The face sits around (282, 288) in the 572x562 photo (see tests/media.py).
+    x, y, w, h = found["box"]
+    assert x < 282 < x + w and y < 288 < y + h
+    assert isinstance(found["evidence"], list) and isinstance(found["quality_flags"], list)
+
+
+def test_raw_image_body_gives_the_same_answer_as_multipart(
+    client: TestClient, face: Array
+) -> None:
+    data = media.jpeg(face)
+
+    raw = client.post("/v1/detect", content=data,
+                      headers={**KEY, "Content-Type": "image/jpeg"}).json()
+    form = upload(client, data).json()
+
+    assert raw["faces"] == form["faces"]
+
+
+def test_content_is_decided_from_bytes_not_the_declared_type(
+    client: TestClient, face: Array
+) -> None:
+    response = client.post("/v1/detect", content=media.png(face),
+                           headers={**KEY, "Content-Type": "image/jpeg"})
+
+    assert response.status_code == 200
+    assert response.json()["source_format"] == "PNG"
+
+
+def test_text_content_type_is_refused_with_415(client: TestClient) -> None:
+    response = client.post("/v1/detect", content=b"hello",
+                           headers={**KEY, "Content-Type": "text/plain"})
+
+    assert response.status_code == 415
+    assert "multipart" in response.json()["detail"]
+
+
+def test_multipart_without_file_field_is_400(client: TestClient, face: Array) -> None:
+    response = client.post("/v1/detect", files={"picture": ("a.jpg", media.jpeg(face))},
+                           headers=KEY)
+
+    assert response.status_code == 400
+    assert "'file'" in response.json()["detail"]
+
+
+# -- the hard cases (/work/shared/cases), rebuilt from the sample photo --------------
+
+
+def _case_inputs(face: Array, landscape: bytes) -> dict[str, bytes]:
+    closeup = face[180:420, 180:380]
+    return {
+        "rgba": media.rgba_transparent_background(face)[0],
+        "gray": media.png(np.asarray(Image.fromarray(face).convert("L"))),
+        "rgb16": media.rgb48_png(face),
+        "cmyk": media.cmyk_jpeg(face),
+        "exif6": media.exif_oriented_jpeg(face, 6),
+        "huge_small_face": media.jpeg(media.small_face_on_huge_canvas(face)[0], quality=80),
+        "tiny": media.png(face[:8, :8]),
+        "truncated": media.truncated(media.jpeg(face)),
+        "empty": b"",
+        "html": media.HTML_PAGE,
+        "animated_webp": media.animated([face, face[::-1].copy()], "WEBP"),
+        "heic": media.heic(face),
+        "half_face": media.jpeg(media.left_half_cut(face)),
+        "roll45": media.jpeg(media.rotated(face, 45)),
+        "grid12": media.jpeg(media.grid(face, 3, 4)),
+        "closeup": media.jpeg(np.ascontiguousarray(closeup)),
+        "dark": media.jpeg(media.darkened(face)),
+        "landscape": landscape,
+    }
+
+
+@pytest.fixture(scope="module")
+def cases(face: Array, sample_path: Callable[[str], Path]) -> dict[str, bytes]:
+    landscape = sample_path("free-mountain-vector-01.jpg").read_bytes()
+    return _case_inputs(face, landscape)
+
+
+@pytest.fixture(scope="module")
+def mp4_bytes(sample_path: Callable[[str], Path]) -> bytes:
+    return sample_path("single_face.mp4").read_bytes()
+
+
+HAPPY_ONE = {"status": 200, "faces": 1, "emotion": "happy"}
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("rgba", HAPPY_ONE),
+        ("gray", HAPPY_ONE),
+        ("rgb16", HAPPY_ONE),
+        ("cmyk", HAPPY_ONE),
+        ("exif6", HAPPY_ONE),
+        ("animated_webp", {**HAPPY_ONE, "warning": "animated"}),
+        ("heic", HAPPY_ONE),
+        ("roll45", HAPPY_ONE),
+        ("closeup", HAPPY_ONE),
+        ("landscape", {"status": 200, "faces": 0}),
+        ("tiny", {"status": 422, "detail": "pixels"}),
+        ("truncated", {"status": 422, "detail": "truncated"}),
+        ("empty", {"status": 400, "detail": "empty"}),
+        ("html", {"status": 415, "detail": "HTML"}),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_hard_case_gets_its_documented_answer(
+    client: TestClient, cases: dict[str, bytes], case: str, expected: dict[str, Any]
+) -> None:
+    response = upload(client, cases[case])
+
+    assert response.status_code == expected["status"], response.text
+    body = response.json()
+    if expected["status"] != 200:
+        assert set(body) == {"detail"}
+        assert expected["detail"].lower() in body["detail"].lower()
+        return
+    assert body["face_count"] == expected["faces"]
+    if "emotion" in expected:
+        assert [f["emotion"] for f in body["faces"]] == [expected["emotion"]]
+    if "warning" in expected:
+        assert any(expected["warning"] in w for w in body["warnings"])
+
+
+def test_video_upload_is_refused_with_415_naming_video(
+    client: TestClient, mp4_bytes: bytes
+) -> None:
+    response = upload(client, mp4_bytes)
+
+    assert response.status_code == 415
+    assert "video" in response.json()["detail"]
+
+
+def test_exif_rotated_photo_box_is_in_upright_coordinates(
+    client: TestClient, face: Array, cases: dict[str, bytes]
+) -> None:
+    upright = upload(client, media.jpeg(face)).json()["faces"][0]["box"]
+    rotated = upload(client, cases["exif6"]).json()
+
+    assert (rotated["width"], rotated["height"]) == (face.shape[1], face.shape[0])
+    assert np.allclose(rotated["faces"][0]["box"], upright, atol=6)
+
+
+def test_twelve_face_grid_reports_twelve_faces_mostly_happy(
+    client: TestClient, cases: dict[str, bytes]
+) -> None:
+    body = upload(client, cases["grid12"]).json()
+
+    assert body["face_count"] == 12
+    assert sorted(f["id"] for f in body["faces"]) == list(range(12))
+    assert sum(f["emotion"] == "happy" for f in body["faces"]) >= 10
+
+
+def test_half_face_is_absent_or_marked_partial(client: TestClient, cases: dict[str, bytes]) -> None:
+    body = upload(client, cases["half_face"]).json()
+
+    assert body["face_count"] in (0, 1)
+    for found in body["faces"]:
+        assert found["partial"] or found["confidence"] < 0.5 or found["quality_flags"]
+        assert found["box"][0] >= 0
+
+
+def test_dark_photo_is_found_or_flagged_as_poorly_lit(
+    client: TestClient, cases: dict[str, bytes]
+) -> None:
+    body = upload(client, cases["dark"]).json()
+
+    if body["face_count"] == 0:
+        assert any("light" in w for w in body["warnings"])
+    else:
+        assert body["faces"][0]["emotion"] == "happy"
+
+
+def test_small_face_in_huge_photo_is_found_or_reported_as_maybe_too_small(
+    client: TestClient, cases: dict[str, bytes]
+) -> None:
+    body = upload(client, cases["huge_small_face"]).json()
+
+    assert (body["width"], body["height"]) == (6000, 4000)
+    if body["face_count"] == 0:
+        assert any("too small" in w or "smaller" in w for w in body["warnings"])
+    else:
+        x, y, w, h = body["faces"][0]["box"]
+        assert 6000 * 0.62 <= x + w / 2 <= 6000 * 0.62 + 260
+
+
+def test_server_answers_correctly_after_every_bad_input(
+    client: TestClient, cases: dict[str, bytes], face: Array
+) -> None:
+    for name in ("empty", "html", "truncated", "tiny"):
+        assert upload(client, cases[name]).status_code < 500
+
+    assert upload(client, media.jpeg(face)).json()["face_count"] == 1
+
+
+# -- batch -------------------------------------------------------------------------
+
+
+def test_batch_returns_each_item_result_or_error_in_order(
+    client: TestClient, face: Array, cases: dict[str, bytes]
+) -> None:
+    files = [
+        ("files", ("one.jpg", media.jpeg(face))),
+        ("files", ("empty.jpg", b"")),
+        ("files", ("page.jpg", media.HTML_PAGE)),
+        ("files", ("grid.jpg", cases["grid12"])),
+    ]
+    response = client.post("/v1/detect/batch", files=files, headers=KEY)
+
+    assert response.status_code == 200
+    items = response.json()["items"]
+    assert [i["status"] for i in items] == [200, 400, 415, 200]
+    assert [i["filename"] for i in items] == ["one.jpg", "empty.jpg", "page.jpg", "grid.jpg"]
+    assert items[0]["result"]["face_count"] == 1
+    assert items[3]["result"]["face_count"] == 12
+    assert "empty" in items[1]["error"]
+
+
+def test_batch_without_files_is_400(client: TestClient) -> None:
+    response = client.post("/v1/detect/batch", data={"x": "1"}, headers=KEY)
+
+    assert response.status_code == 400
+
+
+# -- size limits ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_limit_client(api_dir: Path, model_path: Path) -> Iterator[TestClient]:
+    settings = make_settings(api_dir / "small", max_upload_bytes=50_000)
+    (api_dir / "small").mkdir(exist_ok=True)
+    with TestClient(create_app(settings, model_path=model_path)) as test_client:
+        yield test_client
+
+
+def test_declared_oversize_body_is_refused_with_413(small_limit_client: TestClient) -> None:
+    response = small_limit_client.post(
+        "/v1/detect", content=b"\xff\xd8" + b"0" * 200_000,
+        headers={**KEY, "Content-Type": "image/jpeg"},
+    )
+
+    assert response.status_code == 413
+    assert "limit" in response.json()["detail"]
+
+
+def test_chunked_oversize_body_is_cut_off_with_413(small_limit_client: TestClient) -> None:
+    # TestClient buffers the body, so this checks the counting path only; the
+    # early cut-off over a real socket is tested in test_api_server.py.
+    def chunks() -> Iterator[bytes]:
+        for _ in range(20):
+            yield b"0" * 10_000
+
+    response = small_limit_client.post(
+        "/v1/detect", content=chunks(), headers={**KEY, "Content-Type": "image/jpeg"}
+    )
+
+    assert response.status_code == 413
+
+
+def test_upload_within_limit_is_analysed(small_limit_client: TestClient, face: Array) -> None:
+    data = media.jpeg(face, quality=70)
+    assert len(data) < 50_000
+
+    assert upload(small_limit_client, data).status_code == 200
+
+
+# -- authentication ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 401),
+        ({"X-API-Key": "wrong-key-0123456789"}, 401),
+        ({"Authorization": "Bearer wrong-key-0123456789"}, 401),
+        ({"X-API-Key": API_KEY}, 200),
+        ({"Authorization": f"Bearer {API_KEY}"}, 200),
+    ],
+    ids=["none", "wrong-header", "wrong-bearer", "header", "bearer"],
+)
+def test_detect_needs_a_valid_api_key(
+    client: TestClient, face: Array, headers: dict[str, str], status: int
+) -> None:
+    response = client.post("/v1/detect", files={"file": ("a.jpg", media.jpeg(face))},
+                           headers=headers)
+
+    assert response.status_code == status
+
+
+@pytest.mark.parametrize(
+    "path", ["/healthz", "/readyz", "/metrics", "/", "/static/app.js", "/static/style.css",
+             "/openapi.json", "/docs"],
+)
+def test_open_paths_need_no_key(client: TestClient, path: str) -> None:
+    assert client.get(path).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("get", "/v1/subjects/s1/history"), ("delete", "/v1/subjects/s1"),
+     ("put", "/v1/subjects/s1/consent")],
+    ids=["history", "delete", "consent"],
+)
+def test_subject_routes_need_a_key(client: TestClient, method: str, path: str) -> None:
+    assert getattr(client, method)(path).status_code == 401
+
+
+def test_key_removed_from_keys_file_is_revoked(
+    tmp_path: Path, model_path: Path, face: Array
+) -> None:
+    other = "second-key-abcdefghijklmnop"
+    keys_file = tmp_path / "keys.txt"
+    keys_file.write_text(f"# test keys\nalice {api_key_hash()}\nbob {hash_key(other)}\n")
+    settings = Settings.model_validate({
+        "server": {"api_keys_file": str(keys_file)},
+        "storage": {"backend": "none"},
+    })
+    with TestClient(create_app(settings, model_path=model_path)) as test_client:
+        def status(key: str) -> int:
+            return int(test_client.get("/v1/subjects/x/history",
+                                       headers={"X-API-Key": key}).status_code)
+
+        assert status(other) == 404 and status(API_KEY) == 404
+        keys_file.write_text(f"alice {api_key_hash()}\n")
+
+        assert status(other) == 401
+        assert status(API_KEY) == 404
+
+
+def test_plain_key_in_config_is_refused_at_start(tmp_path: Path) -> None:
+    settings = Settings.model_validate({"server": {"api_keys": ["my-plain-secret-key-123"]}})
+
+    with pytest.raises(ConfigError, match="hash"):
+        create_app(settings)
+
+
+def test_auth_required_without_keys_is_refused_at_start() -> None:
+    with pytest.raises(ConfigError, match="no API key"):
+        create_app(Settings())
+
+
+def test_key_hash_is_salted_and_verifies() -> None:
+    first, second = hash_key(API_KEY), hash_key(API_KEY)
+
+    assert first != second
+    assert API_KEY not in first
+    assert first.startswith("scrypt$")
+
+
+def test_kiosk_key_is_given_to_the_page_and_accepted(
+    tmp_path: Path, model_path: Path
+) -> None:
+    kiosk = tmp_path / "kiosk.key"
+    kiosk.write_text("kiosk-key-abcdefghijklmnop\n")
+    settings = Settings.model_validate({
+        "server": {"kiosk_key_file": str(kiosk)}, "storage": {"backend": "none"},
+    })
+    with TestClient(create_app(settings, model_path=model_path)) as test_client:
+        config = test_client.get("/web-config.json").json()
+        answer = test_client.get("/v1/subjects/x/history",
+                                 headers={"X-API-Key": config["kiosk_key"]})
+
+    assert config["kiosk_key"] == "kiosk-key-abcdefghijklmnop"
+    assert answer.status_code == 404
+
+
+# -- subjects, consent, history, erasure ---------------------------------------------
+
+
+def test_detect_with_subject_but_no_consent_stores_nothing(
+    client: TestClient, face: Array
+) -> None:
+    body = upload(client, media.jpeg(face), params={"subject_id": "no-consent"}).json()
+
+    assert any("consent" in w for w in body["warnings"])
+    assert client.get("/v1/subjects/no-consent/history", headers=KEY).status_code == 404
+
+
+def test_history_aggregates_detections_after_consent(client: TestClient, face: Array) -> None:
+    assert client.put("/v1/subjects/alice/consent", headers=KEY).status_code == 200
+    for _ in range(3):
+        upload(client, media.jpeg(face), params={"subject_id": "alice", "session_id": "s1"})
+
+    history = client.get("/v1/subjects/alice/history", headers=KEY).json()
+
+    assert history["frames"] == 3
+    assert history["counts"]["happy"] == 3
+    (session,) = history["sessions"]
+    assert session["session_id"] == "s1"
+    assert session["counts"] == {"happy": 3}
+    assert 0 < session["mean_confidence"]["happy"] <= 1
+    assert session["first_seen"] <= session["last_seen"]
+
+
+def _sqlite_contains(path: Path, needle: str) -> list[str]:
+    """Return 'table.column' for every cell in every table that contains ``needle``."""
+    hits = []
+    with sqlite3.connect(path) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            columns = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+            for row in conn.execute(f"SELECT * FROM {table}"):
+                hits += [f"{table}.{c}" for c, v in zip(columns, row) if needle in str(v)]
+    return hits
+
+
+def test_delete_subject_leaves_no_trace_in_sqlite(
+    client: TestClient, face: Array, api_dir: Path
+) -> None:
+    subject = "erase-me-7f3a"
+    client.put(f"/v1/subjects/{subject}/consent", headers=KEY)
+    upload(client, media.jpeg(face), params={"subject_id": subject})
+    database = api_dir / "history.sqlite3"
+    assert _sqlite_contains(database, subject)
+
+    response = client.delete(f"/v1/subjects/{subject}", headers=KEY)
+
+    assert response.json() == {"subject_id": subject, "deleted": True}
+    assert _sqlite_contains(database, subject) == []
+    assert subject.encode() not in database.read_bytes()
+    assert client.get(f"/v1/subjects/{subject}/history", headers=KEY).status_code == 404
+
+
+def test_detect_after_erasure_stores_nothing_until_consent_again(
+    client: TestClient, face: Array
+) -> None:
+    client.put("/v1/subjects/bob/consent", headers=KEY)
+    client.delete("/v1/subjects/bob", headers=KEY)
+
+    body = upload(client, media.jpeg(face), params={"subject_id": "bob"}).json()
+
+    assert any("consent" in w for w in body["warnings"])
+    assert client.get("/v1/subjects/bob/history", headers=KEY).status_code == 404
+
+
+@pytest.mark.parametrize("subject", ["a b", "x" * 65, "semi;colon", "%2e%2e"],
+                         ids=["space", "too-long", "semicolon", "dots-escaped"])
+def test_malformed_subject_id_is_422(client: TestClient, subject: str) -> None:
+    response = client.get(f"/v1/subjects/{subject}/history", headers=KEY)
+
+    assert response.status_code in (404, 422)
+    assert set(response.json()) == {"detail"}
+
+
+# -- errors, docs, metrics --------------------------------------------------------------
+
+
+def test_error_bodies_hold_no_traceback_or_path(client: TestClient, cases: dict[str, bytes]) -> None:
+    bodies = [upload(client, cases[name]).text for name in ("empty", "html", "truncated", "tiny")]
+    bodies.append(client.get("/v1/nothing-here", headers=KEY).text)
+
+    for text in bodies:
+        assert "Traceback" not in text
+        assert "/work" not in text and "site-packages" not in text and ".py" not in text
+
+
+def test_openapi_lists_the_routes(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+
+    assert {"/v1/detect", "/v1/detect/batch", "/v1/subjects/{subject_id}/history",
+            "/v1/subjects/{subject_id}", "/healthz", "/readyz"} <= set(paths)
+
+
+def test_metrics_count_http_requests_by_route_template(client: TestClient) -> None:
+    client.get("/v1/subjects/metrics-probe/history", headers=KEY)
+
+    text = client.get("/metrics").text
+
+    assert 'route="/v1/subjects/{subject_id}/history"' in text
+    assert "airctrl_http_requests_total" in text
+    assert "metrics-probe" not in text
+
+
+def test_readyz_is_503_when_the_store_is_unreachable(tmp_path: Path, model_path: Path) -> None:
+    from apiserver import free_port
+
+    settings = Settings.model_validate({
+        "server": {"api_keys": [api_key_hash()]},
+        "storage": {"backend": "redis", "redis_url": f"redis://127.0.0.1:{free_port()}/0"},
+    })
+    with TestClient(create_app(settings, model_path=model_path)) as test_client:
+        response = test_client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json() == {"status": "not ready", "model_loaded": True,
+                               "store_reachable": False}
+
+
+def test_history_route_answers_503_when_store_is_down(tmp_path: Path, model_path: Path) -> None:
+    from apiserver import free_port
+
+    settings = Settings.model_validate({
+        "server": {"api_keys": [api_key_hash()]},
+        "storage": {"backend": "redis", "redis_url": f"redis://127.0.0.1:{free_port()}/0"},
+    })
+    with TestClient(create_app(settings, model_path=model_path)) as test_client:
+        response = test_client.get("/v1/subjects/s1/history", headers=KEY)
+
+    assert response.status_code == 503
+    assert "Redis" in response.json()["detail"]
+
+
+def test_web_page_holds_consent_banner_and_ships_no_remote_scripts(client: TestClient) -> None:
+    page = client.get("/").text
+    script = client.get("/static/app.js").text
+
+    assert 'id="consent-accept"' in page and 'id="consent-decline"' in page
+    assert "http://" not in page + script and "https://" not in page + script
+    assert "getUserMedia" in script and "/v1/stream" in script
+
+
+
