@@ -23,3 +23,9 @@ lint:
 
 typecheck:
 	$(VENV)/bin/mypy
+
+evaluate:
+	$(AIRCTRL) evaluate --manifest $(DEV_MANIFEST) --group-by dataset,sex,ethnicity --output-dir reports/eval
+
+calibrate:
+	$(AIRCTRL) calibrate --manifest $(DEV_MANIFEST) --output src/airctrl/data/emotion_params.json --cv

@@ -28,6 +28,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "airctrl.commands.serve",
     "airctrl.commands.assets",
     "airctrl.commands.decrypt",
+    "airctrl.commands.calibrate",
+    "airctrl.commands.evaluate",
 )
 
 
