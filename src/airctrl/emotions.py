@@ -1,23 +1,286 @@
-"""Emotion scoring from features (placeholder rules; replaced by the fitted model)."""
+"""Explainable emotion scoring: an additive model over named action-unit features.
+
+Each class score is a bias plus one contribution per named term::
+
+    score[c] = bias[c] + sum_j weight[c][j] * (t(x_j) - center[j])
+    p = softmax(score / temperature)
+
+``x_j`` is either an action-unit-like feature from :mod:`airctrl.features`
+("lip-corner pull") or an EMFACS prototype term: the geometric mean of the
+units that make up a published expression prototype ("cheek raise x
+lip-corner pull" for happiness). ``t`` is ``sqrt(x + 0.01)``, which spreads the
+small scores MediaPipe gives subtle expressions (closed-mouth smiles). ``center`` is the population
+mean of ``t(x_j)``, so a contribution reads "how far this feature pushes the
+face towards class c compared with an average face".
+
+The contributions are the evidence: the terms that pushed the chosen class up
+the most are reported in plain words with their raw values. The parameters
+are fitted by ``airctrl calibrate`` (multinomial logistic regression plus a
+temperature for calibrated confidence) and shipped in
+``airctrl/data/emotion_params.json``; ``settings.emotion.params_path`` and
+``settings.emotion.overrides`` replace or patch them.
+"""
 
 from __future__ import annotations
 
+import copy
+import json
+import logging
 import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
 
-from airctrl.features import Features
 from airctrl.config import EmotionSettings
+from airctrl.errors import ConfigError
+from airctrl.features import ACTION_UNITS, Features, plain_name
 from airctrl.types import EMOTIONS, EmotionEstimate, FaceLandmarks
 
-__all__ = ["EmotionClassifier"]
+__all__ = [
+    "PROTOTYPES",
+    "EmotionParams",
+    "EmotionClassifier",
+    "load_params",
+    "term_values",
+    "transform",
+]
+
+logger = logging.getLogger(__name__)
+
+#: EMFACS-style prototypes as combinations of our action-unit features. Each
+#: becomes one model term (geometric mean of its units): happiness AU6+12,
+#: sadness AU1+15, anger AU4+7+24, surprise AU1+2+26 (with 5 left out: MediaPipe's
+#: eyeWide is weak on photos), fear AU1+4+5+20, disgust AU9+10.
+PROTOTYPES: dict[str, tuple[str, ...]] = {
+    "proto_happy": ("cheek_raise", "lip_corner_pull"),
+    "proto_sad": ("inner_brow_raise", "lip_corner_depress"),
+    "proto_angry": ("brow_lower", "lid_tighten", "lip_press"),
+    "proto_surprised": ("inner_brow_raise", "outer_brow_raise", "jaw_drop"),
+    "proto_fear": ("inner_brow_raise", "brow_lower", "upper_lid_raise", "lip_stretch"),
+    "proto_disgust": ("nose_wrinkle", "upper_lip_raise"),
+}
+
+#: Units left out of the model: "mouth close" and "upper lip shrug" follow
+#: speech more than expression, and "eye close" is a blink. With them in, the
+#: rare classes (ten fear photos) learnt that a mouth held still meant fear.
+EXCLUDED_UNITS: frozenset[str] = frozenset({"mouth_close", "upper_lip_shrug", "eye_close"})
+#: The action units the model reads, in a fixed order.
+MODEL_UNITS: tuple[str, ...] = tuple(u for u in ACTION_UNITS if u not in EXCLUDED_UNITS)
+#: The terms of the model, in a fixed order: the model's units, then prototypes.
+TERMS: tuple[str, ...] = MODEL_UNITS + tuple(PROTOTYPES)
+
+#: Evidence lists at most this many terms.
+MAX_EVIDENCE = 3
+
+_PARAMS_RESOURCE = "emotion_params.json"
+
+
+def term_label(term: str) -> str:
+    """Return plain words for a model term ("cheek raise x lip-corner pull")."""
+    if term in PROTOTYPES:
+        return " x ".join(plain_name(unit) for unit in PROTOTYPES[term])
+    return plain_name(term)
+
+
+def term_values(
+    features: Features,
+    baseline: Features | None = None,
+    rest: Mapping[str, float] | None = None,
+) -> dict[str, float]:
+    """Return the raw value (0..1) of every model term for one face.
+
+    With a ``baseline`` (the person's resting features), each action unit has
+    the person's excess rest activation over the population ``rest`` level
+    subtracted and is clipped at 0: someone whose brows sit low at rest is not
+    read as frowning. Prototype terms are then built from the adjusted units.
+    """
+    units: dict[str, float] = {}
+    for unit in MODEL_UNITS:
+        value = features.get(unit)
+        if baseline is not None:
+            excess = baseline.get(unit) - (rest or {}).get(unit, 0.0)
+            if excess > 0:
+                value = value - excess
+        units[unit] = min(1.0, max(0.0, value))
+    values = dict(units)
+    for name, members in PROTOTYPES.items():
+        product = 1.0
+        for unit in members:
+            product *= units[unit]
+        values[name] = product ** (1.0 / len(members))
+    return values
+
+
+#: Added before the square root so values near 0 do not swing the score: MediaPipe
+#: reports 0.00-0.02 for a unit at rest and the bare root would stretch that gap.
+TRANSFORM_OFFSET = 0.01
+
+
+def transform(value: float) -> float:
+    """Return the model's transform of a term value: sqrt(value + offset)."""
+    return math.sqrt(max(0.0, value) + TRANSFORM_OFFSET)
+
+
+@dataclass(frozen=True)
+class EmotionParams:
+    """Fitted parameters of the additive model (see the module docstring).
+
+    ``weights[c][term]`` act on ``sqrt(value) - center[term]``; ``rest[unit]``
+    is the population's typical resting activation (median over neutral faces),
+    used with a per-person baseline. ``meta`` records how they were fitted.
+    """
+
+    classes: tuple[str, ...]
+    terms: tuple[str, ...]
+    center: Mapping[str, float]
+    weights: Mapping[str, Mapping[str, float]]
+    bias: Mapping[str, float]
+    temperature: float
+    rest: Mapping[str, float]
+    meta: Mapping[str, Any]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EmotionParams:
+        """Validate and build parameters from their JSON form.
+
+        Raises:
+            ConfigError: a class or term is missing or a value is not a number.
+        """
+        try:
+            classes = tuple(str(c) for c in data["classes"])
+            terms = tuple(str(t) for t in data["terms"])
+            if set(classes) != set(EMOTIONS):
+                raise ConfigError(
+                    f"emotion parameters: classes {classes} do not match {EMOTIONS}"
+                )
+            unknown = [t for t in terms if t not in TERMS]
+            if unknown:
+                raise ConfigError(f"emotion parameters: unknown terms {unknown}")
+            center = {t: float(data["center"][t]) for t in terms}
+            weights = {
+                c: {t: float(data["weights"][c].get(t, 0.0)) for t in terms} for c in classes
+            }
+            bias = {c: float(data["bias"][c]) for c in classes}
+            temperature = float(data["temperature"])
+            rest = {u: float(v) for u, v in data.get("rest", {}).items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"emotion parameters: missing or invalid entry ({exc})") from exc
+        if not temperature > 0:
+            raise ConfigError(f"emotion parameters: temperature must be > 0, got {temperature}")
+        return cls(classes, terms, center, weights, bias, temperature, rest,
+                   dict(data.get("meta", {})))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON form (rounded to 6 decimals so files diff cleanly)."""
+
+        def r(value: float) -> float:
+            return round(float(value), 6)
+
+        return {
+            "format": "airctrl-emotion-params/1",
+            "classes": list(self.classes),
+            "terms": list(self.terms),
+            "transform": f"sqrt(x+{TRANSFORM_OFFSET})",
+            "center": {t: r(self.center[t]) for t in self.terms},
+            "weights": {c: {t: r(self.weights[c][t]) for t in self.terms} for c in self.classes},
+            "bias": {c: r(self.bias[c]) for c in self.classes},
+            "temperature": r(self.temperature),
+            "rest": {u: r(v) for u, v in self.rest.items()},
+            "meta": dict(self.meta),
+        }
+
+
+def _deep_merge(base: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    for key, value in patch.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            base[key] = _deep_merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def load_params(
+    path: Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> EmotionParams:
+    """Load parameters from ``path`` (default: the shipped file), then apply overrides.
+
+    ``overrides`` is merged key by key into the JSON form, e.g.
+    ``{"temperature": 1.5}`` or ``{"bias": {"neutral": 0.3}}``.
+
+    Raises:
+        ConfigError: the file is missing, not JSON, or the result is invalid.
+    """
+    try:
+        if path is None:
+            resource = resources.files("airctrl").joinpath("data", _PARAMS_RESOURCE)
+            text = resource.read_text(encoding="utf-8")
+        else:
+            text = Path(path).read_text(encoding="utf-8")
+        data = json.loads(text)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"emotion parameter file {path} not found") from exc
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"emotion parameter file {path} is unreadable: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"emotion parameter file {path}: expected a JSON object")
+    if overrides:
+        data = _deep_merge(data, overrides)
+    return EmotionParams.from_dict(data)
 
 
 class EmotionClassifier:
-    """Score every emotion class from features and explain the choice."""
+    """Score every emotion class from features and explain the choice.
+
+    Limitation: the model sees one still face; it cannot tell a posed from a
+    felt expression, and labels in its training photos were noisy (the dev
+    set's annotators agreed on about half of the crowd-labelled photos), so
+    confidences above ~0.8 are rare by design rather than a fault.
+    """
+
+    def __init__(
+        self,
+        params: EmotionParams,
+        *,
+        extreme_yaw_deg: float = 35.0,
+        extreme_pitch_deg: float = 30.0,
+        low_confidence: float = 0.5,
+    ) -> None:
+        self.params = params
+        self.extreme_yaw_deg = extreme_yaw_deg
+        self.extreme_pitch_deg = extreme_pitch_deg
+        self.low_confidence = low_confidence
 
     @classmethod
-    def from_settings(cls, settings: "EmotionSettings") -> "EmotionClassifier":
+    def from_settings(cls, settings: EmotionSettings) -> EmotionClassifier:
         """Build the classifier from the emotion settings (parameter file, overrides)."""
-        return cls()
+        params = load_params(settings.params_path, settings.overrides)
+        logger.debug("Emotion parameters loaded (%s)", params.meta.get("fitted_on", "?"))
+        return cls(
+            params,
+            extreme_yaw_deg=settings.extreme_yaw_deg,
+            extreme_pitch_deg=settings.extreme_pitch_deg,
+            low_confidence=settings.low_confidence,
+        )
+
+    def contributions(
+        self, features: Features, baseline: Features | None = None
+    ) -> tuple[dict[str, float], dict[str, dict[str, float]], dict[str, float]]:
+        """Return (term values, per-class contributions, per-class scores)."""
+        p = self.params
+        values = term_values(features, baseline, p.rest)
+        shifted = {t: transform(values[t]) - p.center[t] for t in p.terms}
+        parts = {c: {t: p.weights[c][t] * shifted[t] for t in p.terms} for c in p.classes}
+        scores = {c: p.bias[c] + sum(parts[c].values()) for c in p.classes}
+        return values, parts, scores
+
+    def probabilities(self, scores: Mapping[str, float]) -> dict[str, float]:
+        """Return calibrated probabilities (temperature-scaled softmax) in EMOTIONS order."""
+        t = self.params.temperature
+        top = max(scores.values())
+        exps = {c: math.exp((scores[c] - top) / t) for c in EMOTIONS}
+        total = sum(exps.values())
+        return {c: exps[c] / total for c in EMOTIONS}
 
     def classify(
         self,
@@ -25,13 +288,35 @@ class EmotionClassifier:
         baseline: Features | None = None,
         face: FaceLandmarks | None = None,
     ) -> EmotionEstimate:
-        """Return probabilities for every class, a confidence and the evidence."""
-        v = features.values
-        smile = (v.get("mouthSmileLeft", 0.0) + v.get("mouthSmileRight", 0.0)) / 2
-        scores = {name: 0.0 for name in EMOTIONS}
-        scores["neutral"] = 1.0
-        scores["happy"] = 4.0 * smile
-        total = sum(math.exp(s) for s in scores.values())
-        probs = {k: math.exp(s) / total for k, s in scores.items()}
-        label = max(probs, key=lambda k: probs[k])
-        return EmotionEstimate(label, probs, probs[label], (("lip-corner pull", smile),))
+        """Return probabilities for every class, a confidence and the evidence.
+
+        ``evidence`` names the terms that raised the chosen class's score the
+        most, with their raw values (0..1); a face labelled neutral because
+        nothing moved has evidence of what stayed still only when a term's
+        low value pushed neutral up.
+        """
+        values, parts, scores = self.contributions(features, baseline)
+        probs = self.probabilities(scores)
+        label = max(EMOTIONS, key=lambda c: probs[c])
+
+        ranked = sorted(parts[label].items(), key=lambda item: item[1], reverse=True)
+        evidence = tuple(
+            (term_label(term), round(values[term], 4))
+            for term, push in ranked[:MAX_EVIDENCE]
+            if push > 0
+        )
+
+        flags: list[str] = []
+        if face is not None:
+            if face.is_partial:
+                flags.append("partial_face")
+            if (
+                abs(face.pose.yaw_deg) > self.extreme_yaw_deg
+                or abs(face.pose.pitch_deg) > self.extreme_pitch_deg
+            ):
+                flags.append("extreme_pose")
+        if probs[label] < self.low_confidence:
+            flags.append("low_confidence")
+        if baseline is not None:
+            flags.append("baseline_adjusted")
+        return EmotionEstimate(label, probs, probs[label], evidence, tuple(flags))

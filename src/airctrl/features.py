@@ -1,26 +1,191 @@
-"""Features for the emotion model: blendshapes, geometry and head pose of one face."""
+"""Features for the emotion model: action-unit-like scores, geometry and head pose.
+
+MediaPipe's 52 blendshapes follow FACS action units closely (``browDownLeft``
+is AU4 on one side, ``mouthSmileLeft`` AU12, ``cheekSquintLeft`` AU6 ...). This
+module folds the left/right pairs into one symmetric score per action, names
+each one in plain words for the evidence, and adds a few geometry measures and
+the head pose. Everything downstream sees only :class:`Features`.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 from typing import Mapping
 
+import numpy as np
+import numpy.typing as npt
+
 from airctrl.types import FaceLandmarks
 
-__all__ = ["Features", "extract_features"]
+__all__ = [
+    "ACTION_UNITS",
+    "Features",
+    "action_units",
+    "extract_features",
+    "plain_name",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Symmetric action-unit-like features: name -> (plain words, blendshapes averaged).
+#: The FACS unit each one follows is in the comment; the blendshape-to-AU pairing
+#: is MediaPipe's ARKit-style naming read against the FACS manual.
+ACTION_UNITS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "inner_brow_raise": ("inner brow raise", ("browInnerUp",)),  # AU1
+    "outer_brow_raise": ("outer brow raise", ("browOuterUpLeft", "browOuterUpRight")),  # AU2
+    "brow_lower": ("brow lower", ("browDownLeft", "browDownRight")),  # AU4
+    "upper_lid_raise": ("upper lid raise", ("eyeWideLeft", "eyeWideRight")),  # AU5
+    "cheek_raise": ("cheek raise", ("cheekSquintLeft", "cheekSquintRight")),  # AU6
+    "lid_tighten": ("lid tighten", ("eyeSquintLeft", "eyeSquintRight")),  # AU7
+    "nose_wrinkle": ("nose wrinkle", ("noseSneerLeft", "noseSneerRight")),  # AU9
+    "upper_lip_raise": ("upper lip raise", ("mouthUpperUpLeft", "mouthUpperUpRight")),  # AU10
+    "lip_corner_pull": ("lip-corner pull", ("mouthSmileLeft", "mouthSmileRight")),  # AU12
+    "dimple": ("dimple", ("mouthDimpleLeft", "mouthDimpleRight")),  # AU14
+    "lip_corner_depress": ("lip-corner depress", ("mouthFrownLeft", "mouthFrownRight")),  # AU15
+    "lower_lip_depress": ("lower lip depress", ("mouthLowerDownLeft", "mouthLowerDownRight")),  # AU16
+    "chin_raise": ("chin raise", ("mouthShrugLower",)),  # AU17
+    "lip_pucker": ("lip pucker", ("mouthPucker",)),  # AU18
+    "lip_stretch": ("lip stretch", ("mouthStretchLeft", "mouthStretchRight")),  # AU20
+    "lip_funnel": ("lip funnel", ("mouthFunnel",)),  # AU22
+    "lip_press": ("lip press", ("mouthPressLeft", "mouthPressRight")),  # AU24
+    "lip_roll": ("lip roll", ("mouthRollLower", "mouthRollUpper")),  # AU28
+    "jaw_drop": ("jaw drop", ("jawOpen",)),  # AU26/27
+    "mouth_close": ("mouth close", ("mouthClose",)),
+    "upper_lip_shrug": ("upper lip shrug", ("mouthShrugUpper",)),
+    "eye_close": ("eye close", ("eyeBlinkLeft", "eyeBlinkRight")),  # AU43/45
+}
+
+#: Geometry features: name -> plain words. Distances are divided by the distance
+#: between the outer eye corners so they do not depend on face size.
+GEOMETRY: dict[str, str] = {
+    "geo_mouth_open": "mouth opening",
+    "geo_mouth_width": "mouth width",
+    "geo_corner_lift": "lip-corner height",
+    "geo_brow_height": "brow height",
+    "geo_eye_open": "eye opening",
+}
+
+POSE: dict[str, str] = {
+    "head_yaw_deg": "head yaw",
+    "head_pitch_deg": "head pitch",
+    "head_roll_deg": "head roll",
+}
+
+# Landmark indices in MediaPipe's 478-point face mesh (canonical topology).
+_EYE_OUTER = (33, 263)
+_LIP_INNER = (13, 14)
+_MOUTH_CORNERS = (61, 291)
+_BROW_MID = (105, 334)
+_UPPER_LID = (159, 386)
+_LOWER_LID = (145, 374)
 
 
 @dataclass(frozen=True)
 class Features:
-    """Named scalar features of one face (blendshape scores are 0..1)."""
+    """Named scalar features of one face.
+
+    ``values`` maps feature names to floats: the raw blendshape names (0..1),
+    the symmetric action-unit names of :data:`ACTION_UNITS` (0..1), the
+    ``geo_*`` geometry ratios and ``head_*_deg`` pose angles in degrees.
+    Missing names read as 0.
+    """
 
     values: Mapping[str, float]
 
+    def get(self, name: str) -> float:
+        """Return feature ``name``, 0.0 when absent."""
+        return float(self.values.get(name, 0.0))
+
+
+def plain_name(name: str) -> str:
+    """Return the plain-words name of feature ``name`` (the name itself if unknown)."""
+    if name in ACTION_UNITS:
+        return ACTION_UNITS[name][0]
+    return GEOMETRY.get(name) or POSE.get(name) or name
+
+
+def action_units(blendshapes: Mapping[str, float]) -> dict[str, float]:
+    """Return the symmetric action-unit scores (0..1) from MediaPipe blendshapes."""
+    units: dict[str, float] = {}
+    for name, (_, sources) in ACTION_UNITS.items():
+        scores = [float(blendshapes.get(source, 0.0)) for source in sources]
+        units[name] = min(1.0, max(0.0, sum(scores) / len(scores)))
+    return units
+
+
+def _upright_points(points: npt.NDArray[np.float32], aspect: float) -> npt.NDArray[np.float64]:
+    """Return (N, 2) points in a square, roll-corrected frame (x to the right eye)."""
+    xy = np.asarray(points[:, :2], dtype=np.float64).copy()
+    xy[:, 0] *= aspect
+    left, right = xy[_EYE_OUTER[0]], xy[_EYE_OUTER[1]]
+    angle = math.atan2(right[1] - left[1], right[0] - left[0])
+    cos, sin = math.cos(-angle), math.sin(-angle)
+    rotation = np.array([[cos, -sin], [sin, cos]])
+    return (xy - xy.mean(axis=0)) @ rotation.T
+
+
+def geometry(points: npt.NDArray[np.float32], aspect: float = 1.0) -> dict[str, float]:
+    """Return the ``geo_*`` ratios for one face.
+
+    Args:
+        points: (478, 3) landmarks, x and y normalised to the image.
+        aspect: image width divided by height, so x and y share one scale.
+
+    Returns:
+        Distances divided by the outer-eye-corner distance; every value is 0.0
+        when the points are degenerate (eye corners on top of each other).
+    """
+    names = list(GEOMETRY)
+    if points.shape[0] < 468:
+        return {name: 0.0 for name in names}
+    xy = _upright_points(points, aspect)
+    eye_distance = float(np.linalg.norm(xy[_EYE_OUTER[1]] - xy[_EYE_OUTER[0]]))
+    if eye_distance < 1e-6:
+        return {name: 0.0 for name in names}
+
+    def dist(a: int, b: int) -> float:
+        return float(np.linalg.norm(xy[a] - xy[b])) / eye_distance
+
+    mouth_mid_y = (xy[_LIP_INNER[0], 1] + xy[_LIP_INNER[1], 1]) / 2
+    corners_y = (xy[_MOUTH_CORNERS[0], 1] + xy[_MOUTH_CORNERS[1], 1]) / 2
+    brow = (dist(_BROW_MID[0], _UPPER_LID[0]) + dist(_BROW_MID[1], _UPPER_LID[1])) / 2
+    eye = (dist(_UPPER_LID[0], _LOWER_LID[0]) + dist(_UPPER_LID[1], _LOWER_LID[1])) / 2
+    return {
+        "geo_mouth_open": dist(*_LIP_INNER),
+        "geo_mouth_width": dist(*_MOUTH_CORNERS),
+        # Image y grows downwards: corners above the lip centre give a positive lift.
+        "geo_corner_lift": float(mouth_mid_y - corners_y) / eye_distance,
+        "geo_brow_height": brow,
+        "geo_eye_open": eye,
+    }
+
+
+def _aspect_of(face: FaceLandmarks) -> float:
+    """Estimate image width / height from the pixel box and the normalised points."""
+    xs, ys = face.points[:, 0], face.points[:, 1]
+    span_x = float(min(xs.max(), 1.0) - max(xs.min(), 0.0))
+    span_y = float(min(ys.max(), 1.0) - max(ys.min(), 0.0))
+    if span_x <= 1e-6 or span_y <= 1e-6 or face.box.width <= 0 or face.box.height <= 0:
+        return 1.0
+    image_width = face.box.width / span_x
+    image_height = face.box.height / span_y
+    return image_width / image_height
+
 
 def extract_features(face: FaceLandmarks) -> Features:
-    """Return the features of ``face``: its blendshapes plus head pose in degrees."""
-    values = dict(face.blendshapes)
-    values["head_yaw_deg"] = face.pose.yaw_deg
-    values["head_pitch_deg"] = face.pose.pitch_deg
-    values["head_roll_deg"] = face.pose.roll_deg
+    """Return every feature of ``face``: blendshapes, action units, geometry, pose.
+
+    Limitation: geometry ratios are measured in the image plane after undoing
+    roll only; strong yaw or pitch foreshortens them. The emotion model leans on
+    the blendshapes, which MediaPipe estimates pose-invariantly.
+    """
+    values: dict[str, float] = {k: float(v) for k, v in face.blendshapes.items()}
+    values.update(action_units(face.blendshapes))
+    values.update(geometry(face.points, _aspect_of(face)))
+    values["head_yaw_deg"] = float(face.pose.yaw_deg)
+    values["head_pitch_deg"] = float(face.pose.pitch_deg)
+    values["head_roll_deg"] = float(face.pose.roll_deg)
+    logger.debug("Extracted %d features", len(values))
     return Features(values)
