@@ -112,8 +112,9 @@ class SmoothingSettings(_Section):
 class LivenessSettings(_Section):
     """Blink counting and head-motion thresholds for the liveness verdict."""
 
-    blink_close_threshold: float = Field(default=0.5, gt=0, lt=1)
-    blink_open_threshold: float = Field(default=0.3, gt=0, lt=1)
+    # Rise of the both-eyes blink score above the track's open-eye level.
+    blink_close_threshold: float = Field(default=0.2, gt=0, lt=1)
+    blink_open_threshold: float = Field(default=0.1, ge=0, lt=1)
     window_seconds: float = Field(default=10.0, gt=0)
     min_blinks: int = Field(default=1, ge=0)
     min_head_motion_deg: float = Field(default=1.0, ge=0)
