@@ -2,8 +2,9 @@
 
 Protocol (JSON text messages and binary frames):
 
-* client, optional first text message (required when no ``X-API-Key`` header
-  was sent, since browsers cannot set WebSocket headers)::
+* client, first message: either a hello (text, required when no
+  ``X-API-Key`` header was sent, since browsers cannot set WebSocket
+  headers) or directly the first frame; the server answers ``ready`` after it::
 
       {"api_key": "...", "subject_id": "s-123", "consent": true,
        "session_id": "optional-id"}
@@ -40,6 +41,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketState
@@ -277,41 +279,42 @@ async def _process_loop(session: _Session) -> None:
                 await _send_json(session.ws, {"type": "notice", "detail": notice})
 
 
-async def _authenticate(ws: WebSocket, state: ServiceState) -> StreamOptions | None:
-    """Return the session options, or None after closing an unauthorised socket."""
+async def _authenticate(
+    ws: WebSocket, state: ServiceState
+) -> tuple[StreamOptions, bytes | None] | None:
+    """Read the first message; return the options and a first frame, if one came.
+
+    Returns None after closing a socket that failed authentication or sent a
+    malformed hello.
+    """
     server = state.settings.server
     header_key = ws.headers.get("x-api-key")
     authorization = ws.headers.get("authorization", "")
     if not header_key and authorization.lower().startswith("bearer "):
         header_key = authorization[7:].strip()
 
-    options = StreamOptions()
-    if not header_key:
+    try:
+        message = await asyncio.wait_for(ws.receive(), HELLO_TIMEOUT_SECONDS)
+    except asyncio.TimeoutError:
+        await ws.close(CLOSE_POLICY, "expected a hello message or a frame")
+        return None
+    if message["type"] == "websocket.disconnect":
+        return None
+    options, first_frame = StreamOptions(), message.get("bytes")
+    text = message.get("text")
+    if text is not None:
         try:
-            message = await asyncio.wait_for(ws.receive(), HELLO_TIMEOUT_SECONDS)
-        except asyncio.TimeoutError:
-            await ws.close(CLOSE_POLICY, "expected a hello message")
+            options = parse_hello(text)
+        except (ValueError, InvalidSubjectError) as exc:
+            await ws.close(CLOSE_POLICY, str(exc)[:120])
             return None
-        if message["type"] == "websocket.disconnect":
-            return None
-        text = message.get("text")
-        if text is None:
-            if server.require_auth:
-                await ws.close(CLOSE_UNAUTHORIZED, "missing API key")
-                return None
-        else:
-            try:
-                options = parse_hello(text)
-            except (ValueError, InvalidSubjectError) as exc:
-                await ws.close(CLOSE_POLICY, str(exc)[:120])
-                return None
     if server.require_auth:
         try:
             await run_in_threadpool(state.keyring.check, header_key or options.api_key)
         except AuthError as exc:
             await ws.close(CLOSE_UNAUTHORIZED, str(exc)[:120])
             return None
-    return options
+    return options, first_frame
 
 
 @router.websocket("/v1/stream")
@@ -320,9 +323,10 @@ async def stream(ws: WebSocket) -> None:
     state: ServiceState = ws.app.state.service
     server = state.settings.server
     await ws.accept()
-    options = await _authenticate(ws, state)
-    if options is None:
+    opened = await _authenticate(ws, state)
+    if opened is None:
         return
+    options, first_frame = opened
 
     with state.counters.lock:
         if state.counters.sessions_active >= server.max_stream_sessions:
@@ -354,10 +358,21 @@ async def stream(ws: WebSocket) -> None:
             "storing": session.storing, "queue_size": session.queue_size,
         })
         worker = asyncio.create_task(_process_loop(session))
+        if first_frame is not None:
+            session.enqueue(first_frame)
         await _receive_loop(session, server.max_upload_bytes)
     finally:
-        session.closed = True
-        session.wakeup.set()
+        # Shielded: a cancelled connection must still free its pipeline and slot.
+        with anyio.CancelScope(shield=True):
+            await _end_session(session, worker)
+
+
+async def _end_session(session: _Session, worker: asyncio.Task[None] | None) -> None:
+    """Stop the worker, close the pipeline, flush history and free the slot."""
+    state, ws = session.state, session.ws
+    session.closed = True
+    session.wakeup.set()
+    try:
         if worker is not None:
             # Let the frame in progress finish: the pipeline must not be closed
             # while a thread is still inside it.
@@ -371,17 +386,18 @@ async def stream(ws: WebSocket) -> None:
             await run_in_threadpool(session.pipeline.close)
             session.pipeline = None
         await run_in_threadpool(session.flush)
+    finally:
         with state.counters.lock:
             state.counters.sessions_active -= 1
-        logger.info(
-            "Stream session ended: %d received, %d processed, %d dropped",
-            session.received, session.processed, session.dropped,
-        )
-        if ws.client_state == WebSocketState.CONNECTED:
-            try:
-                await ws.close()
-            except RuntimeError:
-                logger.debug("Stream socket already closed")
+    logger.info(
+        "Stream session ended: %d received, %d processed, %d dropped",
+        session.received, session.processed, session.dropped,
+    )
+    if ws.client_state == WebSocketState.CONNECTED:
+        try:
+            await ws.close()
+        except (RuntimeError, OSError):
+            logger.debug("Stream socket already closed")
 
 
 async def _receive_loop(session: _Session, max_bytes: int) -> None:
