@@ -70,6 +70,11 @@ MODEL_UNITS: tuple[str, ...] = tuple(u for u in ACTION_UNITS if u not in EXCLUDE
 #: The terms of the model, in a fixed order: the model's units, then prototypes.
 TERMS: tuple[str, ...] = MODEL_UNITS + tuple(PROTOTYPES)
 
+#: Most a per-person baseline may take off one unit. Someone whose brows sit
+#: low at rest loses that offset; someone who smiled through the calibration
+#: seconds keeps most of a later smile.
+MAX_BASELINE_SHIFT = 0.25
+
 #: Evidence lists at most this many terms.
 MAX_EVIDENCE = 3
 
@@ -92,7 +97,7 @@ def term_values(
 
     With a ``baseline`` (the person's resting features), each action unit has
     the person's excess rest activation over the population ``rest`` level
-    subtracted and is clipped at 0: someone whose brows sit low at rest is not
+    (at most :data:`MAX_BASELINE_SHIFT`) subtracted and is clipped at 0: someone whose brows sit low at rest is not
     read as frowning. Prototype terms are then built from the adjusted units.
     """
     units: dict[str, float] = {}
@@ -101,7 +106,7 @@ def term_values(
         if baseline is not None:
             excess = baseline.get(unit) - (rest or {}).get(unit, 0.0)
             if excess > 0:
-                value = value - excess
+                value = value - min(excess, MAX_BASELINE_SHIFT)
         units[unit] = min(1.0, max(0.0, value))
     values = dict(units)
     for name, members in PROTOTYPES.items():
@@ -291,20 +296,22 @@ class EmotionClassifier:
         """Return probabilities for every class, a confidence and the evidence.
 
         ``evidence`` names the terms that raised the chosen class's score the
-        most, with their raw values (0..1); a face labelled neutral because
-        nothing moved has evidence of what stayed still only when a term's
-        low value pushed neutral up.
+        most, with their raw values (0..1): first the movements present
+        ("lip-corner pull 0.81"); when none pushed the class up (typically
+        neutral), the movements whose absence did ("lip-corner pull 0.00").
         """
         values, parts, scores = self.contributions(features, baseline)
         probs = self.probabilities(scores)
         label = max(EMOTIONS, key=lambda c: probs[c])
 
-        ranked = sorted(parts[label].items(), key=lambda item: item[1], reverse=True)
-        evidence = tuple(
-            (term_label(term), round(values[term], 4))
-            for term, push in ranked[:MAX_EVIDENCE]
-            if push > 0
-        )
+        # Prefer what the face does (a term present and weighted up); fall back
+        # to what it does not do (a term absent and weighted down), as for neutral.
+        weights = self.params.weights[label]
+        pushes = sorted(parts[label].items(), key=lambda item: item[1], reverse=True)
+        present = [(t, v) for t, v in pushes if v > 0 and weights[t] > 0]
+        absent = [(t, v) for t, v in pushes if v > 0 and weights[t] < 0]
+        chosen = (present or absent)[:MAX_EVIDENCE]
+        evidence = tuple((term_label(term), round(values[term], 4)) for term, _ in chosen)
 
         flags: list[str] = []
         if face is not None:
