@@ -272,8 +272,11 @@
       ctx.lineTo(w, (h * i) / 4);
       ctx.stroke();
     }
-    const start = Math.max(0, now - TIMELINE_SECONDS);
-    const xOf = (t) => ((t - start) / TIMELINE_SECONDS) * w;
+    // The window grows from 10 s up to TIMELINE_SECONDS as the session goes on.
+    const first = state.history.length ? state.history[0].t : now;
+    const span = Math.min(TIMELINE_SECONDS, Math.max(10, now - first));
+    const start = now - span;
+    const xOf = (t) => ((t - start) / span) * w;
     ctx.lineWidth = 2;
     for (const name of EMOTIONS) {
       ctx.strokeStyle = COLOURS[name];
