@@ -1,0 +1,143 @@
+"""Tests for the shipped explainable emotion model on hand-built feature vectors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from airctrl.config import EmotionSettings
+from airctrl.emotions import MODEL_UNITS, EmotionClassifier, load_params
+from airctrl.errors import ConfigError
+from airctrl.features import Features
+from airctrl.types import EMOTIONS, BoundingBox, FaceLandmarks, HeadPose
+
+#: Units not named in a case sit at a still face's 0.02.
+STILL = 0.02
+
+
+def face(**units: float) -> Features:
+    values = {unit: STILL for unit in MODEL_UNITS}
+    values.update(units)
+    return Features(values)
+
+
+@pytest.fixture(scope="module")
+def classifier() -> EmotionClassifier:
+    return EmotionClassifier.from_settings(EmotionSettings())
+
+
+# The right answers are the EMFACS prototypes, known without running the model.
+CASES = [
+    pytest.param(dict(lip_corner_pull=0.8, cheek_raise=0.6), "happy", id="smile-with-cheek-raise"),
+    pytest.param(dict(inner_brow_raise=0.7, outer_brow_raise=0.7, jaw_drop=0.7), "surprised",
+                 id="brow-raise-jaw-drop-no-smile"),
+    pytest.param(dict(brow_lower=0.7, lid_tighten=0.7, lip_press=0.7), "angry",
+                 id="brow-lower-lid-tighten-lip-press"),
+    pytest.param(dict(inner_brow_raise=0.7, lip_corner_depress=0.7), "sad",
+                 id="inner-brow-raise-lip-corner-depress"),
+    pytest.param(dict(nose_wrinkle=0.7, upper_lip_raise=0.7), "disgust",
+                 id="nose-wrinkle-upper-lip-raise"),
+    pytest.param(dict(inner_brow_raise=0.6, outer_brow_raise=0.6, brow_lower=0.6,
+                      upper_lid_raise=0.6, lip_stretch=0.6), "fear",
+                 id="brow-raise-and-lower-lid-raise-lip-stretch"),
+    pytest.param({}, "neutral", id="all-near-zero"),
+]
+
+
+@pytest.mark.parametrize(("units", "expected"), CASES)
+def test_shipped_model_gives_textbook_label(
+    classifier: EmotionClassifier, units: dict[str, float], expected: str
+) -> None:
+    estimate = classifier.classify(face(**units))
+    assert estimate.label == expected
+
+
+def test_probabilities_cover_every_class_and_sum_to_one(classifier: EmotionClassifier) -> None:
+    estimate = classifier.classify(face(lip_corner_pull=0.5))
+    assert set(estimate.probabilities) == set(EMOTIONS)
+    assert math.isclose(sum(estimate.probabilities.values()), 1.0, abs_tol=1e-9)
+    assert estimate.confidence == max(estimate.probabilities.values())
+
+
+def test_evidence_names_the_smile_in_plain_words(classifier: EmotionClassifier) -> None:
+    estimate = classifier.classify(face(lip_corner_pull=0.81, cheek_raise=0.62))
+    names = [name for name, _ in estimate.evidence]
+    assert "lip-corner pull" in names
+    assert ("lip-corner pull", 0.81) in estimate.evidence
+
+
+def test_evidence_for_angry_names_brow_lowering(classifier: EmotionClassifier) -> None:
+    estimate = classifier.classify(face(brow_lower=0.7, lid_tighten=0.7, lip_press=0.7))
+    text = " ".join(name for name, _ in estimate.evidence)
+    assert "brow lower" in text or "lid tighten" in text
+
+
+def test_scores_are_sum_of_contributions(classifier: EmotionClassifier) -> None:
+    _, parts, scores = classifier.contributions(face(jaw_drop=0.4))
+    for cls in EMOTIONS:
+        expected = classifier.params.bias[cls] + sum(parts[cls].values())
+        assert math.isclose(scores[cls], expected, rel_tol=1e-12)
+
+
+def test_baseline_removes_a_persons_resting_frown(classifier: EmotionClassifier) -> None:
+    frowner_rest = face(brow_lower=0.45)
+    later = face(brow_lower=0.45)
+    without = classifier.classify(later)
+    with_baseline = classifier.classify(later, baseline=frowner_rest)
+    assert with_baseline.probabilities["angry"] < without.probabilities["angry"]
+    assert with_baseline.label == "neutral"
+
+
+def test_baseline_keeps_most_of_a_smile_seen_during_calibration(
+    classifier: EmotionClassifier,
+) -> None:
+    smiling_rest = face(lip_corner_pull=0.8, cheek_raise=0.6)
+    assert classifier.classify(smiling_rest, baseline=smiling_rest).label == "happy"
+
+
+def test_temperature_override_flattens_probabilities() -> None:
+    sharp = EmotionClassifier.from_settings(EmotionSettings())
+    flat = EmotionClassifier.from_settings(EmotionSettings(overrides={"temperature": 50.0}))
+    smile = face(lip_corner_pull=0.8, cheek_raise=0.6)
+    assert flat.classify(smile).confidence < sharp.classify(smile).confidence
+    assert flat.classify(smile).confidence < 0.25
+
+
+def test_params_path_replaces_shipped_file(tmp_path: Path) -> None:
+    data = load_params().to_dict()
+    data["bias"]["disgust"] = 100.0
+    path = tmp_path / "params.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    classifier = EmotionClassifier.from_settings(EmotionSettings(params_path=path))
+    assert classifier.classify(face(lip_corner_pull=0.8, cheek_raise=0.6)).label == "disgust"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param("not json", "unreadable", id="not-json"),
+        pytest.param('{"classes": ["happy"]}', "emotion parameters", id="missing-entries"),
+    ],
+)
+def test_bad_params_file_raises_config_error(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "params.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        load_params(path)
+
+
+def test_missing_params_file_raises_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "absent.json")
+
+
+def test_extreme_pose_and_partial_face_are_flagged(classifier: EmotionClassifier) -> None:
+    turned = FaceLandmarks(np.zeros((478, 3), np.float32), {}, HeadPose(60.0, 0.0, 0.0),
+                           BoundingBox(0, 0, 10, 10), is_partial=True)
+    flags = classifier.classify(face(), face=turned).flags
+    assert "extreme_pose" in flags
+    assert "partial_face" in flags
