@@ -200,6 +200,8 @@ class FrameSource(ABC):
     def close(self) -> None:
         """Stop the source and free what it holds; safe to call twice."""
         self.stop_event.set()
+        if self.status not in ("ended", "failed"):
+            self._set_status("stopped")
 
     def __enter__(self) -> Self:
         return self
@@ -627,12 +629,8 @@ class _LiveSource(FrameSource):
         failures = 0
         try:
             self._set_status("connecting")
-            if not self._connect():
-                if self.stop_event.is_set():
-                    return
-                self._outage("could not open")
-                if not self._reconnect():
-                    raise self._gave_up()
+            if not self._connect() and not self.stop_event.is_set():
+                self._outage("could not open")  # the loop below reconnects
             while not self.stop_event.is_set():
                 worker = self._worker
                 if worker is None:
