@@ -160,7 +160,8 @@ def expected_calibration_error(
     if conf.shape != hits.shape:
         raise ValueError(f"confidences and correct differ in length: {conf.shape} vs {hits.shape}")
     edges = np.linspace(0.0, 1.0, bins + 1)
-    index = np.clip(np.ceil(conf * bins).astype(int) - 1, 0, bins - 1)
+    # The small tolerance keeps 0.7 (stored as 0.7000...01 after * 10) in (0.6, 0.7].
+    index = np.clip(np.ceil(conf * bins - 1e-9).astype(int) - 1, 0, bins - 1)
     table: list[tuple[float, float, float, int]] = []
     ece = 0.0
     for b in range(bins):

@@ -1,0 +1,174 @@
+"""Tests for manifests, the face cache, fitting and the calibrate/evaluate commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from airctrl.calibration import (
+    FitOptions,
+    ManifestError,
+    ManifestRow,
+    Sample,
+    _folds,
+    extract_samples,
+    fit_params,
+    read_manifest,
+)
+from airctrl.cli import main
+from airctrl.config import AssetSettings, Settings
+from airctrl.emotions import EmotionClassifier
+from airctrl.features import ACTION_UNITS
+from airctrl.types import BoundingBox, FaceLandmarks, HeadPose
+
+HEADER = "path,label,dataset,subject,sex,age_group,ethnicity\n"
+
+
+def write_manifest(folder: Path, lines: list[str]) -> Path:
+    path = folder / "manifest.csv"
+    path.write_text(HEADER + "".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def test_manifest_paths_resolve_against_its_folder_and_contempt_is_dropped(tmp_path: Path) -> None:
+    path = write_manifest(tmp_path, ["img/a.jpg,Happy,d,s1,f,18-29,white",
+                                     "img/b.jpg,contempt,d,s2,m,18-29,black",
+                                     "img/c.jpg,surprise,d,s3,m,18-29,black"])
+    kept, dropped = read_manifest(path)
+    assert [r.label for r in kept] == ["happy", "surprised"]
+    assert kept[0].path == tmp_path / "img" / "a.jpg"
+    assert kept[0].group("ethnicity") == "white"
+    assert [r.label for r in dropped] == ["contempt"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param("path,subject\na.jpg,s\n", "lacks column", id="no-label-column"),
+        pytest.param("path,label\na.jpg,bored\n", "not one of", id="unknown-label"),
+        pytest.param("path,label\n", "no rows", id="empty"),
+    ],
+)
+def test_bad_manifest_raises_manifest_error(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ManifestError, match=message):
+        read_manifest(path)
+
+
+# -- fitting on synthetic faces ---------------------------------------------------
+
+PATTERNS = {
+    "neutral": {},
+    "happy": {"mouthSmileLeft": 0.7, "mouthSmileRight": 0.7, "cheekSquintLeft": 0.5,
+              "cheekSquintRight": 0.5},
+    "surprised": {"browInnerUp": 0.6, "browOuterUpLeft": 0.6, "browOuterUpRight": 0.6,
+                  "jawOpen": 0.6},
+    "sad": {"browInnerUp": 0.5, "mouthFrownLeft": 0.5, "mouthFrownRight": 0.5},
+}
+
+
+def synthetic_samples(per_class: int = 12, seed: int = 1) -> list[Sample]:
+    rng = np.random.default_rng(seed)
+    samples = []
+    for label, pattern in PATTERNS.items():
+        for i in range(per_class):
+            shapes = {name: float(rng.uniform(0, 0.05)) for _, (_, srcs) in ACTION_UNITS.items()
+                      for name in srcs}
+            shapes.update({k: v + float(rng.normal(0, 0.05)) for k, v in pattern.items()})
+            face = FaceLandmarks(np.zeros((478, 3), np.float32), shapes, HeadPose(0, 0, 0),
+                                 BoundingBox(0, 0, 10, 10))
+            row = ManifestRow(Path(f"{label}{i}.jpg"), f"{label}{i}.jpg", label,
+                              {"subject": f"s{i % 6}"})
+            samples.append(Sample(row, face))
+    return samples
+
+
+def test_fit_is_reproducible_byte_for_byte() -> None:
+    samples = synthetic_samples()
+    first = json.dumps(fit_params(samples, FitOptions(folds=3)).to_dict())
+    second = json.dumps(fit_params(samples, FitOptions(folds=3)).to_dict())
+    assert first == second
+
+
+def test_fitted_model_separates_clear_synthetic_classes() -> None:
+    samples = synthetic_samples()
+    classifier = EmotionClassifier(fit_params(samples, FitOptions(folds=3)))
+    from airctrl.features import extract_features
+
+    hits = sum(classifier.classify(extract_features(s.face)).label == s.row.label
+               for s in samples if s.face is not None)
+    assert hits / len(samples) > 0.9
+
+
+def test_folds_never_split_a_subject() -> None:
+    labels = np.array([0, 1] * 20)
+    groups = [f"s{i // 4}" for i in range(40)]
+    for train, test in _folds(labels, groups, 5, seed=0):
+        assert not {groups[i] for i in train} & {groups[i] for i in test}
+
+
+def test_fit_without_faces_is_rejected() -> None:
+    row = ManifestRow(Path("a.jpg"), "a.jpg", "happy")
+    with pytest.raises(ValueError, match="no photo with a face"):
+        fit_params([Sample(row, None)])
+
+
+# -- real photos: cache and commands ---------------------------------------------
+
+
+@pytest.fixture()
+def photo_manifest(tmp_path: Path, happy_face_rgb: np.ndarray,
+                   sample_path: Callable[[str], Path]) -> Path:
+    folder = tmp_path / "set"
+    (folder / "img").mkdir(parents=True)
+    Image.fromarray(happy_face_rgb).save(folder / "img" / "smile.jpg")
+    with Image.open(sample_path("free-mountain-vector-01.jpg")) as mountain:
+        mountain.convert("RGB").save(folder / "img" / "mountain.jpg")
+    return write_manifest(folder, ["img/smile.jpg,happy,d,s1,male,30-39,white",
+                                   "img/mountain.jpg,neutral,d,s2,female,30-39,black"])
+
+
+def test_photo_without_face_is_kept_with_a_reason_and_cached(
+    photo_manifest: Path, tmp_path: Path, model_path: Path
+) -> None:
+    settings = Settings(assets=AssetSettings(cache_dir=tmp_path / "cache"))
+    rows, _ = read_manifest(photo_manifest)
+    samples = extract_samples(rows, settings, model_path=model_path)
+    assert [s.face is not None for s in samples] == [True, False]
+    assert samples[1].error == "no face found"
+    assert len(list((tmp_path / "cache" / "features").rglob("*.json"))) == 2
+
+    again = extract_samples(rows, settings, model_path=model_path)
+    assert again[0].face is not None
+    assert dict(again[0].face.blendshapes) == pytest.approx(dict(samples[0].face.blendshapes))
+
+
+def test_evaluate_command_writes_report_listing_no_face(
+    photo_manifest: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "eval"
+    code = main(["evaluate", "--manifest", str(photo_manifest), "--group-by", "sex",
+                 "--output-dir", str(out)])
+    assert code == 0
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "img/mountain.jpg" in report
+    assert "1 with no face" in capsys.readouterr().out
+
+
+def test_evaluate_with_missing_manifest_fails_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["evaluate", "--manifest", str(tmp_path / "absent.csv")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "not found" in err
+
+
+def test_evaluate_with_unknown_group_column_fails(photo_manifest: Path) -> None:
+    assert main(["evaluate", "--manifest", str(photo_manifest), "--group-by", "shoe_size"]) == 2
