@@ -1,0 +1,227 @@
+"""`airctrl serve` as real uvicorn subprocesses: TLS 1.3, several workers, load, limits."""
+
+from __future__ import annotations
+
+import datetime
+import re
+import socket
+import ssl
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import media
+import numpy as np
+import pytest
+from apiserver import API_KEY, airctrl_server, base_settings
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from PIL import Image
+
+KEY = {"X-API-Key": API_KEY}
+#: Load test length; long enough for both workers to serve many mixed requests.
+LOAD_SECONDS = 20
+CLIENTS = 16
+
+
+def self_signed_pair(folder: Path) -> tuple[Path, Path]:
+    """Write a self-signed certificate and key for 127.0.0.1."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ))
+    return cert_path, key_path
+
+
+def client_context(*, max_version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if max_version is not None:
+        context.maximum_version = max_version
+    return context
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = self_signed_pair(folder)
+    settings = base_settings(folder, tls_cert_file=str(cert), tls_key_file=str(key))
+    with airctrl_server(folder, settings, tls=True) as url:
+        yield url
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def test_tls_server_negotiates_tls_1_3(tls_server: str) -> None:
+    with socket.create_connection(("127.0.0.1", _port(tls_server)), timeout=5) as raw:
+        with client_context().wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            version = tls.version()
+
+    assert version == "TLSv1.3"
+
+
+def test_tls_server_refuses_tls_1_2(tls_server: str) -> None:
+    context = client_context(max_version=ssl.TLSVersion.TLSv1_2)
+    with socket.create_connection(("127.0.0.1", _port(tls_server)), timeout=5) as raw:
+        with pytest.raises(ssl.SSLError):
+            context.wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+def test_tls_server_answers_https_requests(tls_server: str) -> None:
+    response = httpx.get(tls_server + "/healthz", verify=client_context(), timeout=5)
+
+    assert response.json() == {"status": "ok"}
+
+
+# -- two workers under load ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def workers_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("workers")
+    settings = base_settings(folder, workers=2, max_upload_bytes=1_000_000)
+    with airctrl_server(folder, settings) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def load_images(sample_path: Callable[[str], Path]) -> dict[int, bytes]:
+    """Images keyed by how many faces they hold: 1, 0 and a 4x3 grid of 12."""
+    with Image.open(sample_path("single_face.jpg")) as image:
+        face = np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+    return {
+        1: sample_path("single_face.jpg").read_bytes(),
+        0: sample_path("free-mountain-vector-01.jpg").read_bytes(),
+        12: media.jpeg(media.grid(face, 3, 4)),
+    }
+
+
+def test_metrics_merge_every_worker(workers_server: str) -> None:
+    with httpx.Client(base_url=workers_server, timeout=10) as client:
+        for _ in range(30):
+            # New connections so the kernel spreads them over both workers.
+            client.get("/healthz", headers={"Connection": "close"})
+        text = client.get("/metrics").text
+
+    counts = re.findall(
+        r'^airctrl_http_requests_total\{method="GET",route="/healthz",status="200"\} (\S+)$',
+        text, re.M,
+    )
+    assert counts and float(counts[0]) >= 30
+
+
+def test_sixteen_clients_each_get_their_own_image_answered(
+    workers_server: str, load_images: dict[int, bytes]
+) -> None:
+    outcomes: Counter[str] = Counter()
+    mismatches: list[str] = []
+    lock = threading.Lock()
+    stop_at = time.monotonic() + LOAD_SECONDS
+
+    def client_loop(number: int) -> None:
+        kinds = [1, 0, 12]
+        with httpx.Client(base_url=workers_server, timeout=60, headers=KEY) as client:
+            step = number
+            while time.monotonic() < stop_at:
+                expected = kinds[step % 3]
+                step += 1
+                response = client.post(
+                    "/v1/detect", files={"file": ("img", load_images[expected])}
+                )
+                with lock:
+                    outcomes[str(response.status_code)] += 1
+                    if response.status_code != 200:
+                        mismatches.append(f"{expected}: {response.status_code}")
+                    elif response.json()["face_count"] != expected:
+                        mismatches.append(f"{expected}: got {response.json()['face_count']}")
+
+    threads = [threading.Thread(target=client_loop, args=(n,)) for n in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=LOAD_SECONDS + 120)
+
+    assert sum(outcomes.values()) >= CLIENTS * 3
+    assert mismatches == []
+    assert set(outcomes) == {"200"}
+
+
+def test_chunked_upload_over_limit_is_cut_off_early(workers_server: str) -> None:
+    host, port = "127.0.0.1", _port(workers_server)
+    chunk = b"0" * 65536
+    sent = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # A small send buffer keeps the kernel from absorbing megabytes on loopback.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        sock.settimeout(10)
+        sock.connect((host, port))
+        sock.sendall(
+            b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nX-API-Key: " + API_KEY.encode()
+            + b"\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        sock.setblocking(False)
+        answer = b""
+        framed = b"%x\r\n" % len(chunk) + chunk + b"\r\n"
+        pending = b""
+        # Offer up to 20 MB; a server that reads everything would never answer early.
+        while sent < 20_000_000 and b"\r\n\r\n" not in answer:
+            if not pending:
+                pending = framed
+            try:
+                written = sock.send(pending)
+                pending = pending[written:]
+                sent += written
+            except BlockingIOError:
+                time.sleep(0.005)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            try:
+                answer += sock.recv(4096)
+            except BlockingIOError:
+                pass
+        sock.setblocking(True)
+        sock.settimeout(5)
+        try:
+            answer += sock.recv(4096)
+        except (TimeoutError, ConnectionResetError):
+            pass
+
+    assert answer.startswith(b"HTTP/1.1 413")
+    # Limit is 1 MB (+64 KB multipart room); allow for socket buffers on both sides.
+    assert sent < 6_000_000
+
+
+def test_declared_oversize_upload_is_refused_before_the_body(workers_server: str) -> None:
+    with socket.create_connection(("127.0.0.1", _port(workers_server)), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nX-API-Key: " + API_KEY.encode()
+            + b"\r\nContent-Type: image/jpeg\r\nContent-Length: 50000000\r\n\r\n"
+        )
+        answer = sock.recv(4096)
+
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert b'"detail"' in answer
