@@ -172,3 +172,36 @@ def test_evaluate_with_missing_manifest_fails_with_one_line(
 
 def test_evaluate_with_unknown_group_column_fails(photo_manifest: Path) -> None:
     assert main(["evaluate", "--manifest", str(photo_manifest), "--group-by", "shoe_size"]) == 2
+
+
+def test_calibrate_command_writes_same_parameter_file_twice(
+    tmp_path: Path, happy_face_rgb: np.ndarray, sample_path: Callable[[str], Path]
+) -> None:
+    import cv2
+
+    capture = cv2.VideoCapture(str(sample_path("single_face.mp4")))
+    ok, first = capture.read()
+    capture.release()
+    assert ok
+    still = cv2.cvtColor(first, cv2.COLOR_BGR2RGB)  # frame 0: resting face
+    folder = tmp_path / "set"
+    folder.mkdir()
+    lines = []
+    for i, (image, label) in enumerate([(happy_face_rgb, "happy"), (still, "neutral")]):
+        for mirrored in (False, True):
+            name = f"{label}{int(mirrored)}.png"
+            Image.fromarray(image[:, ::-1] if mirrored else image).save(folder / name)
+            lines.append(f"{name},{label},d,s{i}{int(mirrored)},u,u,u")
+    manifest = write_manifest(folder, lines)
+
+    outputs = []
+    for attempt in range(2):
+        out = tmp_path / f"params{attempt}.json"
+        code = main(["calibrate", "--manifest", str(manifest), "--output", str(out),
+                     "--report-dir", str(tmp_path / "report"), "--folds", "2"])
+        assert code == 0
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+    params = json.loads(outputs[0])
+    assert params["meta"]["photos"] == 4
+    assert (tmp_path / "report" / "calibration_report.md").is_file()

@@ -20,14 +20,14 @@ def row(label: str, predicted: str | None, confidence: float = 0.9, **groups: st
                          None if predicted is None else confidence, {}, groups)
 
 
-# Six photos with a face, one without, one contempt:
+# Seven photos with a face, one without, one contempt:
 #   happy  -> happy, happy, sad        (group a, a, b)
 #   sad    -> sad, happy               (group b, b)
-#   neutral-> neutral                  (group a)
-# happy: TP 2, FP 1, FN 1 -> P 2/3, R 2/3, F1 2/3
+#   neutral-> neutral, happy           (group a, a)
+# happy: TP 2, FP 2, FN 1 -> P 1/2, R 2/3, F1 4/7
 # sad:   TP 1, FP 1, FN 1 -> P 1/2, R 1/2, F1 1/2
-# neutral: TP 1 -> P 1, R 1, F1 1; other four classes F1 0
-# macro-F1 over 7 = (2/3 + 1/2 + 1) / 7 = 13/42; accuracy 4/6
+# neutral: TP 1, FN 1 -> P 1, R 1/2, F1 2/3; other four classes F1 0
+# macro-F1 over 7 = (4/7 + 1/2 + 2/3) / 7 = 73/294; accuracy 4/7
 TABLE = [
     row("happy", "happy", 0.9, dataset="a"),
     row("happy", "happy", 0.8, dataset="a"),
@@ -35,6 +35,7 @@ TABLE = [
     row("sad", "sad", 0.7, dataset="b"),
     row("sad", "happy", 0.3, dataset="b"),
     row("neutral", "neutral", 0.95, dataset="a"),
+    row("neutral", "happy", 0.6, dataset="a"),
     row("angry", None, dataset="a"),
     row("contempt", "disgust", dataset="a"),
 ]
@@ -47,20 +48,22 @@ def evaluation():  # type: ignore[no-untyped-def]
 
 def test_per_class_precision_recall_f1_match_hand_counts(evaluation) -> None:  # type: ignore[no-untyped-def]
     m = evaluation.overall
-    assert m.precision["happy"] == pytest.approx(2 / 3)
+    assert m.precision["happy"] == pytest.approx(1 / 2)
     assert m.recall["happy"] == pytest.approx(2 / 3)
+    assert m.f1["happy"] == pytest.approx(4 / 7)
     assert m.f1["sad"] == pytest.approx(1 / 2)
-    assert m.f1["neutral"] == pytest.approx(1.0)
+    assert m.recall["neutral"] == pytest.approx(1 / 2)
+    assert m.f1["neutral"] == pytest.approx(2 / 3)
     assert m.f1["fear"] == 0.0
-    assert m.macro_f1 == pytest.approx(13 / 42)
-    assert m.accuracy == pytest.approx(4 / 6)
+    assert m.macro_f1 == pytest.approx(73 / 294)
+    assert m.accuracy == pytest.approx(4 / 7)
 
 
 def test_no_face_and_excluded_rows_are_counted_not_dropped(evaluation) -> None:  # type: ignore[no-untyped-def]
     assert [r.label for r in evaluation.no_face] == ["angry"]
     assert [r.label for r in evaluation.excluded] == ["contempt"]
-    assert evaluation.overall.count == 6
-    assert len(evaluation.rows) == 8
+    assert evaluation.overall.count == 7
+    assert len(evaluation.rows) == 9
 
 
 def test_low_confidence_predictions_go_to_review(evaluation) -> None:  # type: ignore[no-untyped-def]
@@ -71,7 +74,7 @@ def test_group_macro_f1_and_gap_match_hand_counts() -> None:
     # Group a: happy->happy x2, neutral->neutral: classes present happy, neutral,
     # both F1 1 -> 1.0. Group b: happy->sad, sad->sad, sad->happy: classes
     # present happy (TP 0 -> F1 0) and sad (TP 1, FP 1, FN 1 -> 1/2) -> 1/4.
-    rows = [r for r in TABLE if r.predicted is not None and r.label != "contempt"]
+    rows = TABLE[:6]
     rows = rows + [row("neutral", "neutral", dataset="a")] * 2 + [row("sad", "sad", dataset="b")] * 2
     # Extra rows keep both groups at >= 5 photos: a gets 2 more neutral (still
     # F1 1.0); b gets 2 more correct sad: sad TP 3, FP 1, FN 1 -> 3/4; happy 0
@@ -107,7 +110,7 @@ def test_report_writes_markdown_figures_and_csvs(evaluation, tmp_path: Path) -> 
     for name in ("report.md", "confusion.png", "reliability.png", "predictions.csv", "review.csv"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     text = report.read_text(encoding="utf-8")
-    assert "Macro-F1 (7 classes): 0.310" in text
+    assert "Macro-F1 (7 classes): 0.248" in text
     assert "angry-None" in text  # the no-face photo is listed by path
     assert (tmp_path / "out" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
     assert len((tmp_path / "out" / "review.csv").read_text().splitlines()) == 3
