@@ -44,8 +44,10 @@ def test_zero_duration_disables_baseline() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "name"),
-    [pytest.param({"duration_ms": -1}, "duration_ms", id="negative-duration"),
-     pytest.param({"min_samples": 0}, "min_samples", id="no-samples")],
+    [
+        pytest.param({"duration_ms": -1}, "duration_ms", id="negative-duration"),
+        pytest.param({"min_samples": 0}, "min_samples", id="no-samples"),
+    ],
 )
 def test_bad_arguments_are_rejected(kwargs: dict[str, int], name: str) -> None:
     with pytest.raises(ValueError, match=name):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -35,10 +35,17 @@ def write_manifest(folder: Path, lines: list[str]) -> Path:
     return path
 
 
-def test_manifest_paths_resolve_against_its_folder_and_contempt_is_dropped(tmp_path: Path) -> None:
-    path = write_manifest(tmp_path, ["img/a.jpg,Happy,d,s1,f,18-29,white",
-                                     "img/b.jpg,contempt,d,s2,m,18-29,black",
-                                     "img/c.jpg,surprise,d,s3,m,18-29,black"])
+def test_manifest_paths_resolve_against_its_folder_and_contempt_is_dropped(
+    tmp_path: Path,
+) -> None:
+    path = write_manifest(
+        tmp_path,
+        [
+            "img/a.jpg,Happy,d,s1,f,18-29,white",
+            "img/b.jpg,contempt,d,s2,m,18-29,black",
+            "img/c.jpg,surprise,d,s3,m,18-29,black",
+        ],
+    )
     kept, dropped = read_manifest(path)
     assert [r.label for r in kept] == ["happy", "surprised"]
     assert kept[0].path == tmp_path / "img" / "a.jpg"
@@ -54,7 +61,9 @@ def test_manifest_paths_resolve_against_its_folder_and_contempt_is_dropped(tmp_p
         pytest.param("path,label\n", "no rows", id="empty"),
     ],
 )
-def test_bad_manifest_raises_manifest_error(tmp_path: Path, content: str, message: str) -> None:
+def test_bad_manifest_raises_manifest_error(
+    tmp_path: Path, content: str, message: str
+) -> None:
     path = tmp_path / "m.csv"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(ManifestError, match=message):
@@ -65,10 +74,18 @@ def test_bad_manifest_raises_manifest_error(tmp_path: Path, content: str, messag
 
 PATTERNS = {
     "neutral": {},
-    "happy": {"mouthSmileLeft": 0.7, "mouthSmileRight": 0.7, "cheekSquintLeft": 0.5,
-              "cheekSquintRight": 0.5},
-    "surprised": {"browInnerUp": 0.6, "browOuterUpLeft": 0.6, "browOuterUpRight": 0.6,
-                  "jawOpen": 0.6},
+    "happy": {
+        "mouthSmileLeft": 0.7,
+        "mouthSmileRight": 0.7,
+        "cheekSquintLeft": 0.5,
+        "cheekSquintRight": 0.5,
+    },
+    "surprised": {
+        "browInnerUp": 0.6,
+        "browOuterUpLeft": 0.6,
+        "browOuterUpRight": 0.6,
+        "jawOpen": 0.6,
+    },
     "sad": {"browInnerUp": 0.5, "mouthFrownLeft": 0.5, "mouthFrownRight": 0.5},
 }
 
@@ -78,13 +95,26 @@ def synthetic_samples(per_class: int = 12, seed: int = 1) -> list[Sample]:
     samples = []
     for label, pattern in PATTERNS.items():
         for i in range(per_class):
-            shapes = {name: float(rng.uniform(0, 0.05)) for _, (_, srcs) in ACTION_UNITS.items()
-                      for name in srcs}
-            shapes.update({k: v + float(rng.normal(0, 0.05)) for k, v in pattern.items()})
-            face = FaceLandmarks(np.zeros((478, 3), np.float32), shapes, HeadPose(0, 0, 0),
-                                 BoundingBox(0, 0, 10, 10))
-            row = ManifestRow(Path(f"{label}{i}.jpg"), f"{label}{i}.jpg", label,
-                              {"subject": f"s{i % 6}"})
+            shapes = {
+                name: float(rng.uniform(0, 0.05))
+                for _, (_, srcs) in ACTION_UNITS.items()
+                for name in srcs
+            }
+            shapes.update(
+                {k: v + float(rng.normal(0, 0.05)) for k, v in pattern.items()}
+            )
+            face = FaceLandmarks(
+                np.zeros((478, 3), np.float32),
+                shapes,
+                HeadPose(0, 0, 0),
+                BoundingBox(0, 0, 10, 10),
+            )
+            row = ManifestRow(
+                Path(f"{label}{i}.jpg"),
+                f"{label}{i}.jpg",
+                label,
+                {"subject": f"s{i % 6}"},
+            )
             samples.append(Sample(row, face))
     return samples
 
@@ -101,8 +131,11 @@ def test_fitted_model_separates_clear_synthetic_classes() -> None:
     classifier = EmotionClassifier(fit_params(samples, FitOptions(folds=3)))
     from airctrl.features import extract_features
 
-    hits = sum(classifier.classify(extract_features(s.face)).label == s.row.label
-               for s in samples if s.face is not None)
+    hits = sum(
+        classifier.classify(extract_features(s.face)).label == s.row.label
+        for s in samples
+        if s.face is not None
+    )
     assert hits / len(samples) > 0.9
 
 
@@ -123,15 +156,21 @@ def test_fit_without_faces_is_rejected() -> None:
 
 
 @pytest.fixture()
-def photo_manifest(tmp_path: Path, happy_face_rgb: np.ndarray,
-                   sample_path: Callable[[str], Path]) -> Path:
+def photo_manifest(
+    tmp_path: Path, happy_face_rgb: np.ndarray, sample_path: Callable[[str], Path]
+) -> Path:
     folder = tmp_path / "set"
     (folder / "img").mkdir(parents=True)
     Image.fromarray(happy_face_rgb).save(folder / "img" / "smile.jpg")
     with Image.open(sample_path("free-mountain-vector-01.jpg")) as mountain:
         mountain.convert("RGB").save(folder / "img" / "mountain.jpg")
-    return write_manifest(folder, ["img/smile.jpg,happy,d,s1,male,30-39,white",
-                                   "img/mountain.jpg,neutral,d,s2,female,30-39,black"])
+    return write_manifest(
+        folder,
+        [
+            "img/smile.jpg,happy,d,s1,male,30-39,white",
+            "img/mountain.jpg,neutral,d,s2,female,30-39,black",
+        ],
+    )
 
 
 def test_photo_without_face_is_kept_with_a_reason_and_cached(
@@ -146,15 +185,26 @@ def test_photo_without_face_is_kept_with_a_reason_and_cached(
 
     again = extract_samples(rows, settings, model_path=model_path)
     assert again[0].face is not None
-    assert dict(again[0].face.blendshapes) == pytest.approx(dict(samples[0].face.blendshapes))
+    assert dict(again[0].face.blendshapes) == pytest.approx(
+        dict(samples[0].face.blendshapes)
+    )
 
 
 def test_evaluate_command_writes_report_listing_no_face(
     photo_manifest: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "eval"
-    code = main(["evaluate", "--manifest", str(photo_manifest), "--group-by", "sex",
-                 "--output-dir", str(out)])
+    code = main(
+        [
+            "evaluate",
+            "--manifest",
+            str(photo_manifest),
+            "--group-by",
+            "sex",
+            "--output-dir",
+            str(out),
+        ]
+    )
     assert code == 0
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "img/mountain.jpg" in report
@@ -171,7 +221,10 @@ def test_evaluate_with_missing_manifest_fails_with_one_line(
 
 
 def test_evaluate_with_unknown_group_column_fails(photo_manifest: Path) -> None:
-    assert main(["evaluate", "--manifest", str(photo_manifest), "--group-by", "shoe_size"]) == 2
+    assert (
+        main(["evaluate", "--manifest", str(photo_manifest), "--group-by", "shoe_size"])
+        == 2
+    )
 
 
 def test_calibrate_command_writes_same_parameter_file_twice(
@@ -197,8 +250,19 @@ def test_calibrate_command_writes_same_parameter_file_twice(
     outputs = []
     for attempt in range(2):
         out = tmp_path / f"params{attempt}.json"
-        code = main(["calibrate", "--manifest", str(manifest), "--output", str(out),
-                     "--report-dir", str(tmp_path / "report"), "--folds", "2"])
+        code = main(
+            [
+                "calibrate",
+                "--manifest",
+                str(manifest),
+                "--output",
+                str(out),
+                "--report-dir",
+                str(tmp_path / "report"),
+                "--folds",
+                "2",
+            ]
+        )
         assert code == 0
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1]

@@ -32,18 +32,42 @@ def classifier() -> EmotionClassifier:
 
 # The right answers are the EMFACS prototypes, known without running the model.
 CASES = [
-    pytest.param(dict(lip_corner_pull=0.8, cheek_raise=0.6), "happy", id="smile-with-cheek-raise"),
-    pytest.param(dict(inner_brow_raise=0.7, outer_brow_raise=0.7, jaw_drop=0.7), "surprised",
-                 id="brow-raise-jaw-drop-no-smile"),
-    pytest.param(dict(brow_lower=0.7, lid_tighten=0.7, lip_press=0.7), "angry",
-                 id="brow-lower-lid-tighten-lip-press"),
-    pytest.param(dict(inner_brow_raise=0.7, lip_corner_depress=0.7), "sad",
-                 id="inner-brow-raise-lip-corner-depress"),
-    pytest.param(dict(nose_wrinkle=0.7, upper_lip_raise=0.7), "disgust",
-                 id="nose-wrinkle-upper-lip-raise"),
-    pytest.param(dict(inner_brow_raise=0.6, outer_brow_raise=0.6, brow_lower=0.6,
-                      upper_lid_raise=0.6, lip_stretch=0.6), "fear",
-                 id="brow-raise-and-lower-lid-raise-lip-stretch"),
+    pytest.param(
+        {"lip_corner_pull": 0.8, "cheek_raise": 0.6},
+        "happy",
+        id="smile-with-cheek-raise",
+    ),
+    pytest.param(
+        {"inner_brow_raise": 0.7, "outer_brow_raise": 0.7, "jaw_drop": 0.7},
+        "surprised",
+        id="brow-raise-jaw-drop-no-smile",
+    ),
+    pytest.param(
+        {"brow_lower": 0.7, "lid_tighten": 0.7, "lip_press": 0.7},
+        "angry",
+        id="brow-lower-lid-tighten-lip-press",
+    ),
+    pytest.param(
+        {"inner_brow_raise": 0.7, "lip_corner_depress": 0.7},
+        "sad",
+        id="inner-brow-raise-lip-corner-depress",
+    ),
+    pytest.param(
+        {"nose_wrinkle": 0.7, "upper_lip_raise": 0.7},
+        "disgust",
+        id="nose-wrinkle-upper-lip-raise",
+    ),
+    pytest.param(
+        {
+            "inner_brow_raise": 0.6,
+            "outer_brow_raise": 0.6,
+            "brow_lower": 0.6,
+            "upper_lid_raise": 0.6,
+            "lip_stretch": 0.6,
+        },
+        "fear",
+        id="brow-raise-and-lower-lid-raise-lip-stretch",
+    ),
     pytest.param({}, "neutral", id="all-near-zero"),
 ]
 
@@ -56,7 +80,9 @@ def test_shipped_model_gives_textbook_label(
     assert estimate.label == expected
 
 
-def test_probabilities_cover_every_class_and_sum_to_one(classifier: EmotionClassifier) -> None:
+def test_probabilities_cover_every_class_and_sum_to_one(
+    classifier: EmotionClassifier,
+) -> None:
     estimate = classifier.classify(face(lip_corner_pull=0.5))
     assert set(estimate.probabilities) == set(EMOTIONS)
     assert math.isclose(sum(estimate.probabilities.values()), 1.0, abs_tol=1e-9)
@@ -83,7 +109,9 @@ def test_scores_are_sum_of_contributions(classifier: EmotionClassifier) -> None:
         assert math.isclose(scores[cls], expected, rel_tol=1e-12)
 
 
-def test_baseline_removes_a_persons_resting_frown(classifier: EmotionClassifier) -> None:
+def test_baseline_removes_a_persons_resting_frown(
+    classifier: EmotionClassifier,
+) -> None:
     frowner_rest = face(brow_lower=0.45)
     later = face(brow_lower=0.45)
     without = classifier.classify(later)
@@ -101,7 +129,9 @@ def test_baseline_keeps_most_of_a_smile_seen_during_calibration(
 
 def test_temperature_override_flattens_probabilities() -> None:
     sharp = EmotionClassifier.from_settings(EmotionSettings())
-    flat = EmotionClassifier.from_settings(EmotionSettings(overrides={"temperature": 50.0}))
+    flat = EmotionClassifier.from_settings(
+        EmotionSettings(overrides={"temperature": 50.0})
+    )
     smile = face(lip_corner_pull=0.8, cheek_raise=0.6)
     assert flat.classify(smile).confidence < sharp.classify(smile).confidence
     assert flat.classify(smile).confidence < 0.25
@@ -113,17 +143,24 @@ def test_params_path_replaces_shipped_file(tmp_path: Path) -> None:
     path = tmp_path / "params.json"
     path.write_text(json.dumps(data), encoding="utf-8")
     classifier = EmotionClassifier.from_settings(EmotionSettings(params_path=path))
-    assert classifier.classify(face(lip_corner_pull=0.8, cheek_raise=0.6)).label == "disgust"
+    assert (
+        classifier.classify(face(lip_corner_pull=0.8, cheek_raise=0.6)).label
+        == "disgust"
+    )
 
 
 @pytest.mark.parametrize(
     ("content", "message"),
     [
         pytest.param("not json", "unreadable", id="not-json"),
-        pytest.param('{"classes": ["happy"]}', "emotion parameters", id="missing-entries"),
+        pytest.param(
+            '{"classes": ["happy"]}', "emotion parameters", id="missing-entries"
+        ),
     ],
 )
-def test_bad_params_file_raises_config_error(tmp_path: Path, content: str, message: str) -> None:
+def test_bad_params_file_raises_config_error(
+    tmp_path: Path, content: str, message: str
+) -> None:
     path = tmp_path / "params.json"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(ConfigError, match=message):
@@ -135,9 +172,16 @@ def test_missing_params_file_raises_config_error(tmp_path: Path) -> None:
         load_params(tmp_path / "absent.json")
 
 
-def test_extreme_pose_and_partial_face_are_flagged(classifier: EmotionClassifier) -> None:
-    turned = FaceLandmarks(np.zeros((478, 3), np.float32), {}, HeadPose(60.0, 0.0, 0.0),
-                           BoundingBox(0, 0, 10, 10), is_partial=True)
+def test_extreme_pose_and_partial_face_are_flagged(
+    classifier: EmotionClassifier,
+) -> None:
+    turned = FaceLandmarks(
+        np.zeros((478, 3), np.float32),
+        {},
+        HeadPose(60.0, 0.0, 0.0),
+        BoundingBox(0, 0, 10, 10),
+        is_partial=True,
+    )
     flags = classifier.classify(face(), face=turned).flags
     assert "extreme_pose" in flags
     assert "partial_face" in flags

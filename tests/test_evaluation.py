@@ -15,9 +15,17 @@ from airctrl.evaluation import (
 )
 
 
-def row(label: str, predicted: str | None, confidence: float = 0.9, **groups: str) -> PredictionRow:
-    return PredictionRow(f"{label}-{predicted}-{confidence}", label, predicted,
-                         None if predicted is None else confidence, {}, groups)
+def row(
+    label: str, predicted: str | None, confidence: float = 0.9, **groups: str
+) -> PredictionRow:
+    return PredictionRow(
+        f"{label}-{predicted}-{confidence}",
+        label,
+        predicted,
+        None if predicted is None else confidence,
+        {},
+        groups,
+    )
 
 
 # Seven photos with a face, one without, one contempt:
@@ -75,7 +83,11 @@ def test_group_macro_f1_and_gap_match_hand_counts() -> None:
     # both F1 1 -> 1.0. Group b: happy->sad, sad->sad, sad->happy: classes
     # present happy (TP 0 -> F1 0) and sad (TP 1, FP 1, FN 1 -> 1/2) -> 1/4.
     rows = TABLE[:6]
-    rows = rows + [row("neutral", "neutral", dataset="a")] * 2 + [row("sad", "sad", dataset="b")] * 2
+    rows = (
+        rows
+        + [row("neutral", "neutral", dataset="a")] * 2
+        + [row("sad", "sad", dataset="b")] * 2
+    )
     # Extra rows keep both groups at >= 5 photos: a gets 2 more neutral (still
     # F1 1.0); b gets 2 more correct sad: sad TP 3, FP 1, FN 1 -> 3/4; happy 0
     # -> macro 3/8.
@@ -87,7 +99,9 @@ def test_group_macro_f1_and_gap_match_hand_counts() -> None:
 
 
 def test_small_and_unknown_groups_are_left_out_of_the_gap() -> None:
-    rows = [row("happy", "happy", dataset="a")] * 5 + [row("happy", "sad", dataset="unknown")] * 9
+    rows = [row("happy", "happy", dataset="a")] * 5 + [
+        row("happy", "sad", dataset="unknown")
+    ] * 9
     rows += [row("happy", "sad", dataset="tiny")]
     assert group_figures(rows, "dataset").gap is None
 
@@ -95,7 +109,9 @@ def test_small_and_unknown_groups_are_left_out_of_the_gap() -> None:
 def test_ece_matches_hand_computation() -> None:
     # Bin (0.8, 0.9]: confidences 0.9, 0.9 with 1 hit -> |0.5 - 0.9| = 0.4, weight 2/4.
     # Bin (0.5, 0.6]: confidences 0.6, 0.6 with 1 hit -> |0.5 - 0.6| = 0.1, weight 2/4.
-    ece, table = expected_calibration_error([0.9, 0.9, 0.6, 0.6], [True, False, True, False])
+    ece, table = expected_calibration_error(
+        [0.9, 0.9, 0.6, 0.6], [True, False, True, False]
+    )
     assert ece == pytest.approx(0.25)
     assert [n for *_, n in table] == [0, 0, 0, 0, 0, 2, 0, 0, 2, 0]
 
@@ -107,7 +123,13 @@ def test_perfectly_calibrated_predictions_have_zero_ece() -> None:
 
 def test_report_writes_markdown_figures_and_csvs(evaluation, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     report = write_report(evaluation, tmp_path / "out")
-    for name in ("report.md", "confusion.png", "reliability.png", "predictions.csv", "review.csv"):
+    for name in (
+        "report.md",
+        "confusion.png",
+        "reliability.png",
+        "predictions.csv",
+        "review.csv",
+    ):
         assert (tmp_path / "out" / name).stat().st_size > 0
     text = report.read_text(encoding="utf-8")
     assert "Macro-F1 (7 classes): 0.248" in text

@@ -13,7 +13,9 @@ from airctrl.types import BoundingBox, FaceLandmarks, HeadPose
 
 
 def test_action_units_average_left_and_right() -> None:
-    units = action_units({"mouthSmileLeft": 0.6, "mouthSmileRight": 0.2, "jawOpen": 0.3})
+    units = action_units(
+        {"mouthSmileLeft": 0.6, "mouthSmileRight": 0.2, "jawOpen": 0.3}
+    )
     assert units["lip_corner_pull"] == pytest.approx(0.4)
     assert units["jaw_drop"] == pytest.approx(0.3)
     assert units["brow_lower"] == 0.0
@@ -42,11 +44,18 @@ def _points_with(landmarks: dict[int, tuple[float, float]]) -> npt.NDArray[np.fl
 # Eye corners 0.4 apart; inner lips 0.1 apart; mouth corners 0.2 apart and 0.05
 # above the lip centre; brows 0.1 above the upper lids; lids 0.04 apart.
 HAND_FACE = {
-    33: (0.3, 0.4), 263: (0.7, 0.4),
-    13: (0.5, 0.65), 14: (0.5, 0.75),
-    61: (0.4, 0.65), 291: (0.6, 0.65),
-    105: (0.35, 0.28), 334: (0.65, 0.28), 159: (0.35, 0.38), 386: (0.65, 0.38),
-    145: (0.35, 0.42), 374: (0.65, 0.42),
+    33: (0.3, 0.4),
+    263: (0.7, 0.4),
+    13: (0.5, 0.65),
+    14: (0.5, 0.75),
+    61: (0.4, 0.65),
+    291: (0.6, 0.65),
+    105: (0.35, 0.28),
+    334: (0.65, 0.28),
+    159: (0.35, 0.38),
+    386: (0.65, 0.38),
+    145: (0.35, 0.42),
+    374: (0.65, 0.42),
 }
 
 
@@ -62,7 +71,9 @@ def test_geometry_ratios_match_hand_measurements() -> None:
 def test_geometry_ignores_head_roll() -> None:
     points = _points_with(HAND_FACE)
     angle = math.radians(30)
-    rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    rotation = np.array(
+        [[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]]
+    )
     rolled = points.copy()
     rolled[:, :2] = (points[:, :2] - 0.5) @ rotation.T + 0.5
     assert geometry(rolled)["geo_mouth_open"] == pytest.approx(0.25, abs=1e-5)
@@ -74,8 +85,12 @@ def test_degenerate_points_give_zero_geometry() -> None:
 
 
 def test_extract_features_holds_blendshapes_units_and_pose() -> None:
-    face = FaceLandmarks(_points_with(HAND_FACE), {"browInnerUp": 0.3},
-                         HeadPose(10.0, -5.0, 2.0), BoundingBox(0, 0, 100, 100))
+    face = FaceLandmarks(
+        _points_with(HAND_FACE),
+        {"browInnerUp": 0.3},
+        HeadPose(10.0, -5.0, 2.0),
+        BoundingBox(0, 0, 100, 100),
+    )
     features = extract_features(face)
     assert features.get("browInnerUp") == pytest.approx(0.3)
     assert features.get("inner_brow_raise") == pytest.approx(0.3)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -17,16 +17,25 @@ from airctrl.types import BoundingBox, FaceLandmarks, Frame, HeadPose
 
 
 def face(blink: float, yaw: float = 0.0) -> FaceLandmarks:
-    return FaceLandmarks(np.zeros((478, 3), np.float32),
-                         {"eyeBlinkLeft": blink, "eyeBlinkRight": blink},
-                         HeadPose(yaw, 0.0, 0.0), BoundingBox(0, 0, 10, 10))
+    return FaceLandmarks(
+        np.zeros((478, 3), np.float32),
+        {"eyeBlinkLeft": blink, "eyeBlinkRight": blink},
+        HeadPose(yaw, 0.0, 0.0),
+        BoundingBox(0, 0, 10, 10),
+    )
 
 
-def feed(monitor: LivenessMonitor, blinks: list[float], yaws: list[float] | None = None,
-         step_ms: int = 40) -> LivenessState:
+def feed(
+    monitor: LivenessMonitor,
+    blinks: list[float],
+    yaws: list[float] | None = None,
+    step_ms: int = 40,
+) -> LivenessState:
     state = None
     for i, score in enumerate(blinks):
-        state = monitor.update(face(score, (yaws or [0.0] * len(blinks))[i]), i * step_ms)
+        state = monitor.update(
+            face(score, (yaws or [0.0] * len(blinks))[i]), i * step_ms
+        )
     assert state is not None
     return state
 
@@ -83,8 +92,9 @@ def _video_frames(path: Path) -> Iterator[npt.NDArray[np.uint8]]:
         capture.release()
 
 
-def _last_verdict(settings: Settings, frames: Iterator[npt.NDArray[np.uint8]],
-                  fps: float) -> tuple[str | None, int]:
+def _last_verdict(
+    settings: Settings, frames: Iterator[npt.NDArray[np.uint8]], fps: float
+) -> tuple[str | None, int]:
     verdict, blinks = None, 0
     with Pipeline(settings, mode="video") as pipeline:
         for index, image in enumerate(frames):

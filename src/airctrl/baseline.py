@@ -61,7 +61,10 @@ class NeutralBaseline:
         elapsed = timestamp_ms - self._start_ms
         if elapsed >= self.duration_ms and self._count >= self.min_samples:
             self._reference = Features(
-                {name: statistics.median(values) for name, values in self._samples.items()}
+                {
+                    name: statistics.median(values)
+                    for name, values in self._samples.items()
+                }
             )
             self._samples.clear()
             logger.debug("Neutral baseline learnt from %d frames", self._count)

@@ -13,9 +13,10 @@ import csv
 import hashlib
 import json
 import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -30,13 +31,13 @@ from airctrl.types import EMOTIONS, BoundingBox, FaceLandmarks, Frame, HeadPose
 
 __all__ = [
     "CONTEMPT_POLICY",
+    "FaceCache",
     "ManifestError",
     "ManifestRow",
     "Sample",
-    "read_manifest",
-    "load_rgb",
-    "FaceCache",
     "extract_samples",
+    "load_rgb",
+    "read_manifest",
 ]
 
 logger = logging.getLogger(__name__)
@@ -47,8 +48,14 @@ logger = logging.getLogger(__name__)
 #: smirk, which is not what disgust looks like.
 CONTEMPT_POLICY = "drop"
 _DROPPED_LABELS = frozenset({"contempt"})
-_LABEL_ALIASES = {"surprise": "surprised", "anger": "angry", "happiness": "happy",
-                  "sadness": "sad", "fearful": "fear", "disgusted": "disgust"}
+_LABEL_ALIASES = {
+    "surprise": "surprised",
+    "anger": "angry",
+    "happiness": "happy",
+    "sadness": "sad",
+    "fearful": "fear",
+    "disgusted": "disgust",
+}
 #: Bump when the cached record layout changes, so stale entries are not read.
 CACHE_VERSION = 1
 
@@ -123,7 +130,11 @@ def read_manifest(path: Path) -> tuple[list[ManifestRow], list[ManifestRow]]:
                 f"manifest {path} line {number}: label {label!r} is not one of "
                 f"{', '.join(EMOTIONS)} (or contempt)"
             )
-        groups = {k: (v or "").strip() for k, v in raw.items() if k not in ("path", "label") and k}
+        groups = {
+            k: (v or "").strip()
+            for k, v in raw.items()
+            if k not in ("path", "label") and k
+        }
         row = ManifestRow(base / relative, relative, label, groups)
         (dropped if label in _DROPPED_LABELS else kept).append(row)
     return kept, dropped
@@ -173,7 +184,11 @@ def face_from_record(record: Mapping[str, object]) -> FaceLandmarks:
     box = [int(v) for v in record["box"]]  # type: ignore[attr-defined]
     blendshapes = {str(k): float(v) for k, v in record["blendshapes"].items()}  # type: ignore[attr-defined]
     return FaceLandmarks(
-        points, blendshapes, HeadPose(*pose), BoundingBox(*box), bool(record["is_partial"])
+        points,
+        blendshapes,
+        HeadPose(*pose),
+        BoundingBox(*box),
+        bool(record["is_partial"]),
     )
 
 
@@ -193,7 +208,9 @@ class FaceCache:
         """Return the cache for this model file and these detection settings."""
         model_sha = _sha256_file(model_path)
         options = json.dumps(settings.detection.model_dump(mode="json"), sort_keys=True)
-        key = hashlib.sha256(f"{CACHE_VERSION}|{model_sha}|{options}".encode()).hexdigest()[:20]
+        key = hashlib.sha256(
+            f"{CACHE_VERSION}|{model_sha}|{options}".encode()
+        ).hexdigest()[:20]
         root = settings.assets.cache_dir or default_cache_dir()
         return cls(root, key)
 
@@ -223,7 +240,10 @@ class FaceCache:
 def _largest(faces: Iterable[FaceLandmarks]) -> FaceLandmarks | None:
     best = None
     for face in faces:
-        if best is None or face.box.width * face.box.height > best.box.width * best.box.height:
+        if (
+            best is None
+            or face.box.width * face.box.height > best.box.width * best.box.height
+        ):
             best = face
     return best
 
@@ -277,8 +297,12 @@ def extract_samples(
             else:
                 hits += 1
             face_record = record.get("face")
-            face = face_from_record(face_record) if isinstance(face_record, dict) else None
-            samples.append(Sample(row, face, None if face is not None else "no face found"))
+            face = (
+                face_from_record(face_record) if isinstance(face_record, dict) else None
+            )
+            samples.append(
+                Sample(row, face, None if face is not None else "no face found")
+            )
     finally:
         if detector is not None:
             detector.close()
@@ -319,29 +343,63 @@ ANCHOR_PATTERNS: dict[str, tuple[dict[str, float], ...]] = {
     ),
     "sad": (
         {"inner_brow_raise": ANCHOR_LEVEL, "lip_corner_depress": ANCHOR_LEVEL},
-        {"inner_brow_raise": ANCHOR_LEVEL, "brow_lower": 0.3,
-         "lip_corner_depress": ANCHOR_LEVEL, "chin_raise": 0.4},
+        {
+            "inner_brow_raise": ANCHOR_LEVEL,
+            "brow_lower": 0.3,
+            "lip_corner_depress": ANCHOR_LEVEL,
+            "chin_raise": 0.4,
+        },
     ),
     "angry": (
-        {"brow_lower": ANCHOR_LEVEL, "lid_tighten": ANCHOR_LEVEL, "lip_press": ANCHOR_LEVEL},
-        {"brow_lower": ANCHOR_LEVEL, "upper_lid_raise": 0.4, "lid_tighten": ANCHOR_LEVEL},
+        {
+            "brow_lower": ANCHOR_LEVEL,
+            "lid_tighten": ANCHOR_LEVEL,
+            "lip_press": ANCHOR_LEVEL,
+        },
+        {
+            "brow_lower": ANCHOR_LEVEL,
+            "upper_lid_raise": 0.4,
+            "lid_tighten": ANCHOR_LEVEL,
+        },
     ),
     "surprised": (
-        {"inner_brow_raise": ANCHOR_LEVEL, "outer_brow_raise": ANCHOR_LEVEL,
-         "jaw_drop": ANCHOR_LEVEL},
-        {"inner_brow_raise": ANCHOR_LEVEL, "outer_brow_raise": ANCHOR_LEVEL,
-         "upper_lid_raise": 0.4, "jaw_drop": ANCHOR_LEVEL, "lower_lip_depress": 0.3},
+        {
+            "inner_brow_raise": ANCHOR_LEVEL,
+            "outer_brow_raise": ANCHOR_LEVEL,
+            "jaw_drop": ANCHOR_LEVEL,
+        },
+        {
+            "inner_brow_raise": ANCHOR_LEVEL,
+            "outer_brow_raise": ANCHOR_LEVEL,
+            "upper_lid_raise": 0.4,
+            "jaw_drop": ANCHOR_LEVEL,
+            "lower_lip_depress": 0.3,
+        },
     ),
     "fear": (
-        {"inner_brow_raise": ANCHOR_LEVEL, "outer_brow_raise": 0.4, "brow_lower": ANCHOR_LEVEL,
-         "upper_lid_raise": ANCHOR_LEVEL, "lip_stretch": ANCHOR_LEVEL},
-        {"inner_brow_raise": ANCHOR_LEVEL, "brow_lower": ANCHOR_LEVEL,
-         "upper_lid_raise": ANCHOR_LEVEL, "lip_stretch": ANCHOR_LEVEL, "jaw_drop": 0.3},
+        {
+            "inner_brow_raise": ANCHOR_LEVEL,
+            "outer_brow_raise": 0.4,
+            "brow_lower": ANCHOR_LEVEL,
+            "upper_lid_raise": ANCHOR_LEVEL,
+            "lip_stretch": ANCHOR_LEVEL,
+        },
+        {
+            "inner_brow_raise": ANCHOR_LEVEL,
+            "brow_lower": ANCHOR_LEVEL,
+            "upper_lid_raise": ANCHOR_LEVEL,
+            "lip_stretch": ANCHOR_LEVEL,
+            "jaw_drop": 0.3,
+        },
     ),
     "disgust": (
         {"nose_wrinkle": ANCHOR_LEVEL, "upper_lip_raise": ANCHOR_LEVEL},
-        {"nose_wrinkle": ANCHOR_LEVEL, "upper_lip_raise": 0.4, "brow_lower": 0.3,
-         "lip_corner_depress": 0.3},
+        {
+            "nose_wrinkle": ANCHOR_LEVEL,
+            "upper_lip_raise": 0.4,
+            "brow_lower": 0.3,
+            "lip_corner_depress": 0.3,
+        },
     ),
 }
 
@@ -378,18 +436,24 @@ def _design(rows: list[Mapping[str, float]]) -> np.ndarray:
     return matrix
 
 
-def resting_levels(unit_rows: list[Mapping[str, float]], labels: list[str]) -> dict[str, float]:
+def resting_levels(
+    unit_rows: list[Mapping[str, float]], labels: list[str]
+) -> dict[str, float]:
     """Return the median of each action unit over the neutral rows (0 when none)."""
     from airctrl.emotions import MODEL_UNITS
 
     neutral = [row for row, label in zip(unit_rows, labels) if label == "neutral"]
     return {
-        unit: float(np.median([row.get(unit, 0.0) for row in neutral])) if neutral else 0.0
+        unit: float(np.median([row.get(unit, 0.0) for row in neutral]))
+        if neutral
+        else 0.0
         for unit in MODEL_UNITS
     }
 
 
-def prototype_anchors(rest: Mapping[str, float]) -> tuple[list[dict[str, float]], list[str]]:
+def prototype_anchors(
+    rest: Mapping[str, float],
+) -> tuple[list[dict[str, float]], list[str]]:
     """Return textbook prototype faces (unit values) and their labels.
 
     Every pattern appears twice: over the population's resting levels and over
@@ -458,7 +522,9 @@ def _fit_linear(
     return center, weights, bias
 
 
-def _scores(x: np.ndarray, center: np.ndarray, weights: np.ndarray, bias: np.ndarray) -> np.ndarray:
+def _scores(
+    x: np.ndarray, center: np.ndarray, weights: np.ndarray, bias: np.ndarray
+) -> np.ndarray:
     return (x - center) @ weights.T + bias
 
 
@@ -471,11 +537,15 @@ def fit_temperature(scores: np.ndarray, y: np.ndarray) -> float:
         logp = log_softmax(scores / np.exp(log_t), axis=1)
         return float(-logp[np.arange(len(y)), y].mean())
 
-    result = minimize_scalar(loss, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    result = minimize_scalar(
+        loss, bounds=(np.log(0.05), np.log(20.0)), method="bounded"
+    )
     return float(np.exp(result.x))
 
 
-def _folds(labels: np.ndarray, groups: list[str], n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def _folds(
+    labels: np.ndarray, groups: list[str], n_splits: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Subject-disjoint stratified folds (StratifiedGroupKFold on the subject)."""
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -510,8 +580,12 @@ def _fit_core(
     return photo_center, weights, bias, rest
 
 
-def fit_params(samples: list[Sample], options: FitOptions | None = None, *,
-               meta: Mapping[str, object] | None = None) -> "EmotionParams":
+def fit_params(
+    samples: list[Sample],
+    options: FitOptions | None = None,
+    *,
+    meta: Mapping[str, object] | None = None,
+) -> EmotionParams:
     """Fit the emotion model's parameters on labelled samples with a face.
 
     Multinomial logistic regression (scikit-learn) over the model terms, with
@@ -544,8 +618,12 @@ def fit_params(samples: list[Sample], options: FitOptions | None = None, *,
 
     oof = np.zeros((len(usable), len(EMOTIONS)))
     for train, test in _folds(y, groups, options.folds, options.seed):
-        c, w, b, _ = _fit_core([unit_rows[i] for i in train], [labels[i] for i in train],
-                               weights_photo[train], options)
+        c, w, b, _ = _fit_core(
+            [unit_rows[i] for i in train],
+            [labels[i] for i in train],
+            weights_photo[train],
+            options,
+        )
         oof[test] = _scores(_design([unit_rows[i] for i in test]), c, w, b)
     temperature = fit_temperature(oof, y)
 
@@ -564,8 +642,10 @@ def fit_params(samples: list[Sample], options: FitOptions | None = None, *,
         classes=EMOTIONS,
         terms=TERMS,
         center={t: float(center[j]) for j, t in enumerate(TERMS)},
-        weights={c: {t: float(weights[k, j]) for j, t in enumerate(TERMS)}
-                 for k, c in enumerate(EMOTIONS)},
+        weights={
+            c: {t: float(weights[k, j]) for j, t in enumerate(TERMS)}
+            for k, c in enumerate(EMOTIONS)
+        },
         bias={c: float(bias[k]) for k, c in enumerate(EMOTIONS)},
         temperature=temperature,
         rest=rest,
@@ -575,7 +655,7 @@ def fit_params(samples: list[Sample], options: FitOptions | None = None, *,
 
 def cross_validated_params(
     samples: list[Sample], options: FitOptions | None = None
-) -> list[tuple[list[int], "EmotionParams"]]:
+) -> list[tuple[list[int], EmotionParams]]:
     """Fit the whole procedure on each subject-disjoint training fold.
 
     Returns (indices into ``samples`` held out, parameters fitted without them)
@@ -587,7 +667,10 @@ def cross_validated_params(
     options = options or FitOptions()
     usable = [i for i, s in enumerate(samples) if s.face is not None]
     y = np.array([EMOTIONS.index(samples[i].row.label) for i in usable])
-    groups = [samples[i].row.groups.get("subject") or samples[i].row.relative_path for i in usable]
+    groups = [
+        samples[i].row.groups.get("subject") or samples[i].row.relative_path
+        for i in usable
+    ]
     result = []
     for train, test in _folds(y, groups, options.folds, options.seed):
         params = fit_params([samples[usable[i]] for i in train], options)

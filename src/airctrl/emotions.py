@@ -27,10 +27,11 @@ import copy
 import json
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from airctrl.config import EmotionSettings
 from airctrl.errors import ConfigError
@@ -39,8 +40,8 @@ from airctrl.types import EMOTIONS, EmotionEstimate, FaceLandmarks
 
 __all__ = [
     "PROTOTYPES",
-    "EmotionParams",
     "EmotionClassifier",
+    "EmotionParams",
     "load_params",
     "term_values",
     "transform",
@@ -64,7 +65,9 @@ PROTOTYPES: dict[str, tuple[str, ...]] = {
 #: Units left out of the model: "mouth close" and "upper lip shrug" follow
 #: speech more than expression, and "eye close" is a blink. With them in, the
 #: rare classes (ten fear photos) learnt that a mouth held still meant fear.
-EXCLUDED_UNITS: frozenset[str] = frozenset({"mouth_close", "upper_lip_shrug", "eye_close"})
+EXCLUDED_UNITS: frozenset[str] = frozenset(
+    {"mouth_close", "upper_lip_shrug", "eye_close"}
+)
 #: The action units the model reads, in a fixed order.
 MODEL_UNITS: tuple[str, ...] = tuple(u for u in ACTION_UNITS if u not in EXCLUDED_UNITS)
 #: The terms of the model, in a fixed order: the model's units, then prototypes.
@@ -164,17 +167,30 @@ class EmotionParams:
                 raise ConfigError(f"emotion parameters: unknown terms {unknown}")
             center = {t: float(data["center"][t]) for t in terms}
             weights = {
-                c: {t: float(data["weights"][c].get(t, 0.0)) for t in terms} for c in classes
+                c: {t: float(data["weights"][c].get(t, 0.0)) for t in terms}
+                for c in classes
             }
             bias = {c: float(data["bias"][c]) for c in classes}
             temperature = float(data["temperature"])
             rest = {u: float(v) for u, v in data.get("rest", {}).items()}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ConfigError(f"emotion parameters: missing or invalid entry ({exc})") from exc
+            raise ConfigError(
+                f"emotion parameters: missing or invalid entry ({exc})"
+            ) from exc
         if not temperature > 0:
-            raise ConfigError(f"emotion parameters: temperature must be > 0, got {temperature}")
-        return cls(classes, terms, center, weights, bias, temperature, rest,
-                   dict(data.get("meta", {})))
+            raise ConfigError(
+                f"emotion parameters: temperature must be > 0, got {temperature}"
+            )
+        return cls(
+            classes,
+            terms,
+            center,
+            weights,
+            bias,
+            temperature,
+            rest,
+            dict(data.get("meta", {})),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form (rounded to 6 decimals so files diff cleanly)."""
@@ -188,7 +204,9 @@ class EmotionParams:
             "terms": list(self.terms),
             "transform": f"sqrt(x+{TRANSFORM_OFFSET})",
             "center": {t: r(self.center[t]) for t in self.terms},
-            "weights": {c: {t: r(self.weights[c][t]) for t in self.terms} for c in self.classes},
+            "weights": {
+                c: {t: r(self.weights[c][t]) for t in self.terms} for c in self.classes
+            },
             "bias": {c: r(self.bias[c]) for c in self.classes},
             "temperature": r(self.temperature),
             "rest": {u: r(v) for u, v in self.rest.items()},
@@ -226,7 +244,9 @@ def load_params(
     except FileNotFoundError as exc:
         raise ConfigError(f"emotion parameter file {path} not found") from exc
     except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"emotion parameter file {path} is unreadable: {exc}") from exc
+        raise ConfigError(
+            f"emotion parameter file {path} is unreadable: {exc}"
+        ) from exc
     if not isinstance(data, dict):
         raise ConfigError(f"emotion parameter file {path}: expected a JSON object")
     if overrides:
@@ -260,7 +280,9 @@ class EmotionClassifier:
     def from_settings(cls, settings: EmotionSettings) -> EmotionClassifier:
         """Build the classifier from the emotion settings (parameter file, overrides)."""
         params = load_params(settings.params_path, settings.overrides)
-        logger.debug("Emotion parameters loaded (%s)", params.meta.get("fitted_on", "?"))
+        logger.debug(
+            "Emotion parameters loaded (%s)", params.meta.get("fitted_on", "?")
+        )
         return cls(
             params,
             extreme_yaw_deg=settings.extreme_yaw_deg,
@@ -275,7 +297,9 @@ class EmotionClassifier:
         p = self.params
         values = term_values(features, baseline, p.rest)
         shifted = {t: transform(values[t]) - p.center[t] for t in p.terms}
-        parts = {c: {t: p.weights[c][t] * shifted[t] for t in p.terms} for c in p.classes}
+        parts = {
+            c: {t: p.weights[c][t] * shifted[t] for t in p.terms} for c in p.classes
+        }
         scores = {c: p.bias[c] + sum(parts[c].values()) for c in p.classes}
         return values, parts, scores
 
@@ -311,7 +335,9 @@ class EmotionClassifier:
         present = [(t, v) for t, v in pushes if v > 0 and weights[t] > 0]
         absent = [(t, v) for t, v in pushes if v > 0 and weights[t] < 0]
         chosen = (present or absent)[:MAX_EVIDENCE]
-        evidence = tuple((term_label(term), round(values[term], 4)) for term, _ in chosen)
+        evidence = tuple(
+            (term_label(term), round(values[term], 4)) for term, _ in chosen
+        )
 
         flags: list[str] = []
         if face is not None:

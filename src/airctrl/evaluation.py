@@ -10,23 +10,23 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
 from airctrl.types import EMOTIONS
 
 __all__ = [
-    "PredictionRow",
     "ClassificationMetrics",
-    "GroupFigures",
     "Evaluation",
+    "GroupFigures",
+    "PredictionRow",
     "classification_metrics",
+    "evaluate_predictions",
     "expected_calibration_error",
     "group_figures",
-    "evaluate_predictions",
     "predict_samples",
     "write_report",
 ]
@@ -119,14 +119,19 @@ def classification_metrics(
     y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str] = EMOTIONS
 ) -> ClassificationMetrics:
     """Return per-class and overall figures (scikit-learn) for string labels."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        precision_recall_fscore_support,
+    )
 
     labels = tuple(labels)
     if not y_true:
         zero = {c: 0.0 for c in labels}
         empty = tuple(tuple(0 for _ in labels) for _ in labels)
-        return ClassificationMetrics(labels, zero, zero, zero, {c: 0 for c in labels}, 0.0, 0.0,
-                                     empty, 0)
+        return ClassificationMetrics(
+            labels, zero, zero, zero, {c: 0 for c in labels}, 0.0, 0.0, empty, 0
+        )
     precision, recall, f1, support = precision_recall_fscore_support(
         list(y_true), list(y_pred), labels=list(labels), zero_division=0
     )
@@ -158,7 +163,9 @@ def expected_calibration_error(
     conf = np.asarray(confidences, dtype=np.float64)
     hits = np.asarray(correct, dtype=np.float64)
     if conf.shape != hits.shape:
-        raise ValueError(f"confidences and correct differ in length: {conf.shape} vs {hits.shape}")
+        raise ValueError(
+            f"confidences and correct differ in length: {conf.shape} vs {hits.shape}"
+        )
     edges = np.linspace(0.0, 1.0, bins + 1)
     # The small tolerance keeps 0.7 (stored as 0.7000...01 after * 10) in (0.6, 0.7].
     index = np.clip(np.ceil(conf * bins - 1e-9).astype(int) - 1, 0, bins - 1)
@@ -189,10 +196,15 @@ def group_figures(rows: Sequence[PredictionRow], column: str) -> GroupFigures:
     for name in sorted(by_group):
         members = by_group[name]
         present = sorted({r.label for r in members}, key=EMOTIONS.index)
-        scores[name] = float(f1_score(
-            [r.label for r in members], [r.predicted for r in members],
-            labels=present, average="macro", zero_division=0,
-        ))
+        scores[name] = float(
+            f1_score(
+                [r.label for r in members],
+                [r.predicted for r in members],
+                labels=present,
+                average="macro",
+                zero_division=0,
+            )
+        )
         counts[name] = len(members)
     eligible = [
         name for name in scores if counts[name] >= MIN_GROUP_SIZE and name != "unknown"
@@ -201,7 +213,9 @@ def group_figures(rows: Sequence[PredictionRow], column: str) -> GroupFigures:
         return GroupFigures(column, scores, counts, None, None, None)
     best = max(eligible, key=lambda name: scores[name])
     worst = min(eligible, key=lambda name: scores[name])
-    return GroupFigures(column, scores, counts, scores[best] - scores[worst], best, worst)
+    return GroupFigures(
+        column, scores, counts, scores[best] - scores[worst], best, worst
+    )
 
 
 def evaluate_predictions(
@@ -221,18 +235,31 @@ def evaluate_predictions(
     predicted = [r for r in in_scope if r.predicted is not None]
     no_face = tuple(r for r in in_scope if r.predicted is None)
 
-    overall = classification_metrics([r.label for r in predicted],
-                                     [r.predicted or "" for r in predicted])
+    overall = classification_metrics(
+        [r.label for r in predicted], [r.predicted or "" for r in predicted]
+    )
     ece, table = expected_calibration_error(
-        [r.confidence or 0.0 for r in predicted], [r.label == r.predicted for r in predicted]
+        [r.confidence or 0.0 for r in predicted],
+        [r.label == r.predicted for r in predicted],
     )
     groups = tuple(group_figures(predicted, column) for column in group_by)
     review = tuple(r for r in predicted if (r.confidence or 0.0) < review_threshold)
-    return Evaluation(overall, ece, tuple(table), groups, no_face, review, excluded,
-                      tuple(rows), review_threshold)
+    return Evaluation(
+        overall,
+        ece,
+        tuple(table),
+        groups,
+        no_face,
+        review,
+        excluded,
+        tuple(rows),
+        review_threshold,
+    )
 
 
-def predict_samples(samples: Sequence[object], classifier: object) -> list[PredictionRow]:
+def predict_samples(
+    samples: Sequence[object], classifier: object
+) -> list[PredictionRow]:
     """Run ``classifier`` on every sample's face and return the prediction table.
 
     ``samples`` are :class:`airctrl.calibration.Sample`; ``classifier`` an
@@ -251,15 +278,30 @@ def predict_samples(samples: Sequence[object], classifier: object) -> list[Predi
             raise TypeError("samples: expected airctrl.calibration.Sample items")
         row = sample.row
         if sample.face is None:
-            table.append(PredictionRow(row.relative_path, row.label, None, groups=row.groups,
-                                       note=sample.error or "no face found"))
+            table.append(
+                PredictionRow(
+                    row.relative_path,
+                    row.label,
+                    None,
+                    groups=row.groups,
+                    note=sample.error or "no face found",
+                )
+            )
             continue
         estimate = classifier.classify(extract_features(sample.face), face=sample.face)
         evidence = ", ".join(f"{name} {value:.2f}" for name, value in estimate.evidence)
-        table.append(PredictionRow(
-            row.relative_path, row.label, estimate.label, estimate.confidence,
-            dict(estimate.probabilities), row.groups, evidence, ",".join(estimate.flags),
-        ))
+        table.append(
+            PredictionRow(
+                row.relative_path,
+                row.label,
+                estimate.label,
+                estimate.confidence,
+                dict(estimate.probabilities),
+                row.groups,
+                evidence,
+                ",".join(estimate.flags),
+            )
+        )
     return table
 
 
@@ -290,8 +332,9 @@ def _plot_confusion(metrics: ClassificationMetrics, path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_reliability(table: Sequence[tuple[float, float, float, int]], ece: float,
-                      path: Path) -> None:
+def _plot_reliability(
+    table: Sequence[tuple[float, float, float, int]], ece: float, path: Path
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -301,7 +344,9 @@ def _plot_reliability(table: Sequence[tuple[float, float, float, int]], ece: flo
     fig, ax = plt.subplots(figsize=(5.5, 5.5))
     lefts = [upper - width for upper, _, _, _ in table]
     accuracy = [acc if n else 0.0 for _, _, acc, n in table]
-    ax.bar(lefts, accuracy, width=width, align="edge", edgecolor="black", label="accuracy")
+    ax.bar(
+        lefts, accuracy, width=width, align="edge", edgecolor="black", label="accuracy"
+    )
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
     for left, (_, conf, _, n) in zip(lefts, table):
         if n:
@@ -321,20 +366,34 @@ def _plot_reliability(table: Sequence[tuple[float, float, float, int]], ece: flo
 def _write_csv(rows: Sequence[PredictionRow], path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "label", "predicted", "confidence", "evidence", "note"]
-                        + [f"p_{c}" for c in EMOTIONS])
+        writer.writerow(
+            ["path", "label", "predicted", "confidence", "evidence", "note"]
+            + [f"p_{c}" for c in EMOTIONS]
+        )
         for r in rows:
             writer.writerow(
-                [r.path, r.label, r.predicted or "", "" if r.confidence is None
-                 else f"{r.confidence:.4f}", r.evidence, r.note]
-                + [f"{r.probabilities.get(c, 0.0):.4f}" if r.probabilities else "" for c in EMOTIONS]
+                [
+                    r.path,
+                    r.label,
+                    r.predicted or "",
+                    "" if r.confidence is None else f"{r.confidence:.4f}",
+                    r.evidence,
+                    r.note,
+                ]
+                + [
+                    f"{r.probabilities.get(c, 0.0):.4f}" if r.probabilities else ""
+                    for c in EMOTIONS
+                ]
             )
 
 
 def confusion_text(metrics: ClassificationMetrics) -> str:
     """Return the confusion matrix as a fixed-width text table (rows: true labels)."""
     width = max(len(c) for c in metrics.labels) + 1
-    lines = ["true \\ pred".ljust(width + 2) + "".join(c[:9].rjust(10) for c in metrics.labels)]
+    lines = [
+        "true \\ pred".ljust(width + 2)
+        + "".join(c[:9].rjust(10) for c in metrics.labels)
+    ]
     for label, row in zip(metrics.labels, metrics.confusion):
         lines.append(label.ljust(width + 2) + "".join(str(v).rjust(10) for v in row))
     return "\n".join(lines)
@@ -344,19 +403,26 @@ def format_summary(evaluation: Evaluation) -> str:
     """Return the headline figures as a few plain lines."""
     m = evaluation.overall
     lines = [
-        f"photos: {len(evaluation.rows)} ({len(evaluation.no_face)} with no face, "
-        f"{len(evaluation.excluded)} excluded labels)",
+        (
+            f"photos: {len(evaluation.rows)} ({len(evaluation.no_face)} with no face, "
+            f"{len(evaluation.excluded)} excluded labels)"
+        ),
         f"macro-F1: {m.macro_f1:.3f}  accuracy: {m.accuracy:.3f}  ECE: {evaluation.ece:.3f}",
     ]
     for g in evaluation.groups:
-        parts = ", ".join(f"{k} {v:.3f} (n={g.count[k]})" for k, v in g.macro_f1.items())
+        parts = ", ".join(
+            f"{k} {v:.3f} (n={g.count[k]})" for k, v in g.macro_f1.items()
+        )
         gap = "n/a" if g.gap is None else f"{g.gap:.3f} ({g.best} - {g.worst})"
         lines.append(f"macro-F1 by {g.column}: {parts}; gap {gap}")
     return "\n".join(lines)
 
 
 def write_report(
-    evaluation: Evaluation, output_dir: Path, *, title: str = "AIRCTRL emotion evaluation",
+    evaluation: Evaluation,
+    output_dir: Path,
+    *,
+    title: str = "AIRCTRL emotion evaluation",
     notes: Sequence[str] = (),
 ) -> Path:
     """Write report.md, confusion.png, reliability.png, predictions.csv and review.csv.
@@ -367,21 +433,29 @@ def write_report(
     output_dir.mkdir(parents=True, exist_ok=True)
     m = evaluation.overall
     _plot_confusion(m, output_dir / "confusion.png")
-    _plot_reliability(evaluation.reliability, evaluation.ece, output_dir / "reliability.png")
+    _plot_reliability(
+        evaluation.reliability, evaluation.ece, output_dir / "reliability.png"
+    )
     _write_csv(evaluation.rows, output_dir / "predictions.csv")
     _write_csv(evaluation.review, output_dir / "review.csv")
 
     lines = [f"# {title}", ""]
     lines += [f"- {note}" for note in notes]
     lines += [
-        f"- Photos in manifest: {len(evaluation.rows)}; classified: {m.count}; "
-        f"no face: {len(evaluation.no_face)}; excluded labels (contempt): "
-        f"{len(evaluation.excluded)}",
+        (
+            f"- Photos in manifest: {len(evaluation.rows)}; classified: {m.count}; "
+            f"no face: {len(evaluation.no_face)}; excluded labels (contempt): "
+            f"{len(evaluation.excluded)}"
+        ),
         f"- **Macro-F1 (7 classes): {m.macro_f1:.3f}**, accuracy {m.accuracy:.3f}",
-        f"- **ECE: {evaluation.ece:.3f}** ({ECE_BINS} bins), reliability diagram: "
-        "![reliability](reliability.png)",
-        f"- Predictions under confidence {evaluation.review_threshold:.2f} for human review: "
-        f"{len(evaluation.review)} (review.csv)",
+        (
+            f"- **ECE: {evaluation.ece:.3f}** ({ECE_BINS} bins), reliability diagram: "
+            "![reliability](reliability.png)"
+        ),
+        (
+            f"- Predictions under confidence {evaluation.review_threshold:.2f} for human review: "
+            f"{len(evaluation.review)} (review.csv)"
+        ),
         "",
         "## Per class",
         "",
@@ -389,16 +463,39 @@ def write_report(
         "|---|---|---|---|---|",
     ]
     for c in m.labels:
-        lines.append(f"| {c} | {m.precision[c]:.3f} | {m.recall[c]:.3f} | {m.f1[c]:.3f} | "
-                     f"{m.support[c]} |")
-    lines += ["", "## Confusion matrix", "", "```", confusion_text(m), "```", "",
-              "![confusion matrix](confusion.png)", ""]
+        lines.append(
+            f"| {c} | {m.precision[c]:.3f} | {m.recall[c]:.3f} | {m.f1[c]:.3f} | "
+            f"{m.support[c]} |"
+        )
+    lines += [
+        "",
+        "## Confusion matrix",
+        "",
+        "```",
+        confusion_text(m),
+        "```",
+        "",
+        "![confusion matrix](confusion.png)",
+        "",
+    ]
     for g in evaluation.groups:
-        lines += [f"## Macro-F1 by {g.column}", "", "| group | photos | macro-F1 |", "|---|---|---|"]
+        lines += [
+            f"## Macro-F1 by {g.column}",
+            "",
+            "| group | photos | macro-F1 |",
+            "|---|---|---|",
+        ]
         lines += [f"| {k} | {g.count[k]} | {v:.3f} |" for k, v in g.macro_f1.items()]
-        gap = "n/a (fewer than two groups with enough photos)" if g.gap is None else (
-            f"{g.gap:.3f} (best {g.best}, worst {g.worst})")
-        lines += ["", f"Best-worst gap (groups with >= {MIN_GROUP_SIZE} photos, 'unknown' left out): {gap}", ""]
+        gap = (
+            "n/a (fewer than two groups with enough photos)"
+            if g.gap is None
+            else (f"{g.gap:.3f} (best {g.best}, worst {g.worst})")
+        )
+        lines += [
+            "",
+            f"Best-worst gap (groups with >= {MIN_GROUP_SIZE} photos, 'unknown' left out): {gap}",
+            "",
+        ]
     lines += ["## Photos with no face", ""]
     lines += [f"- {r.path} ({r.note})" for r in evaluation.no_face] or ["- none"]
     if evaluation.excluded:

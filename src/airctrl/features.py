@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 import numpy.typing as npt
@@ -34,17 +34,32 @@ logger = logging.getLogger(__name__)
 #: is MediaPipe's ARKit-style naming read against the FACS manual.
 ACTION_UNITS: dict[str, tuple[str, tuple[str, ...]]] = {
     "inner_brow_raise": ("inner brow raise", ("browInnerUp",)),  # AU1
-    "outer_brow_raise": ("outer brow raise", ("browOuterUpLeft", "browOuterUpRight")),  # AU2
+    "outer_brow_raise": (
+        "outer brow raise",
+        ("browOuterUpLeft", "browOuterUpRight"),
+    ),  # AU2
     "brow_lower": ("brow lower", ("browDownLeft", "browDownRight")),  # AU4
     "upper_lid_raise": ("upper lid raise", ("eyeWideLeft", "eyeWideRight")),  # AU5
     "cheek_raise": ("cheek raise", ("cheekSquintLeft", "cheekSquintRight")),  # AU6
     "lid_tighten": ("lid tighten", ("eyeSquintLeft", "eyeSquintRight")),  # AU7
     "nose_wrinkle": ("nose wrinkle", ("noseSneerLeft", "noseSneerRight")),  # AU9
-    "upper_lip_raise": ("upper lip raise", ("mouthUpperUpLeft", "mouthUpperUpRight")),  # AU10
-    "lip_corner_pull": ("lip-corner pull", ("mouthSmileLeft", "mouthSmileRight")),  # AU12
+    "upper_lip_raise": (
+        "upper lip raise",
+        ("mouthUpperUpLeft", "mouthUpperUpRight"),
+    ),  # AU10
+    "lip_corner_pull": (
+        "lip-corner pull",
+        ("mouthSmileLeft", "mouthSmileRight"),
+    ),  # AU12
     "dimple": ("dimple", ("mouthDimpleLeft", "mouthDimpleRight")),  # AU14
-    "lip_corner_depress": ("lip-corner depress", ("mouthFrownLeft", "mouthFrownRight")),  # AU15
-    "lower_lip_depress": ("lower lip depress", ("mouthLowerDownLeft", "mouthLowerDownRight")),  # AU16
+    "lip_corner_depress": (
+        "lip-corner depress",
+        ("mouthFrownLeft", "mouthFrownRight"),
+    ),  # AU15
+    "lower_lip_depress": (
+        "lower lip depress",
+        ("mouthLowerDownLeft", "mouthLowerDownRight"),
+    ),  # AU16
     "chin_raise": ("chin raise", ("mouthShrugLower",)),  # AU17
     "lip_pucker": ("lip pucker", ("mouthPucker",)),  # AU18
     "lip_stretch": ("lip stretch", ("mouthStretchLeft", "mouthStretchRight")),  # AU20
@@ -115,7 +130,9 @@ def action_units(blendshapes: Mapping[str, float]) -> dict[str, float]:
     return units
 
 
-def _upright_points(points: npt.NDArray[np.float32], aspect: float) -> npt.NDArray[np.float64]:
+def _upright_points(
+    points: npt.NDArray[np.float32], aspect: float
+) -> npt.NDArray[np.float64]:
     """Return (N, 2) points in a square, roll-corrected frame (x to the right eye)."""
     xy = np.asarray(points[:, :2], dtype=np.float64).copy()
     xy[:, 0] *= aspect

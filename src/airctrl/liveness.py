@@ -11,7 +11,7 @@ import numpy as np
 
 from airctrl.types import FaceLandmarks
 
-__all__ = ["LivenessState", "LivenessMonitor"]
+__all__ = ["LivenessMonitor", "LivenessState"]
 
 logger = logging.getLogger(__name__)
 

@@ -37,20 +37,39 @@ def register(subparsers: Any) -> None:
         help="fit the emotion model's parameters on a labelled photo manifest",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--manifest", type=Path, required=True,
-                        help="CSV with path (relative to the CSV's folder), label, subject, ...")
-    parser.add_argument("--output", type=Path,
-                        default=Path("reports/calibration/emotion_params.json"),
-                        help="parameter file to write (the shipped one is "
-                             "src/airctrl/data/emotion_params.json)")
-    parser.add_argument("--report-dir", type=Path, default=Path("reports/calibration"),
-                        help="folder for the calibration report")
-    parser.add_argument("--cv", action="store_true",
-                        help="also report subject-disjoint cross-validated figures")
-    parser.add_argument("--folds", type=int, default=DEFAULT_FOLDS, help="cross-validation folds")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed for the folds")
-    parser.add_argument("--c", type=float, default=DEFAULT_C,
-                        help="inverse L2 regularisation strength")
+    parser.add_argument(
+        "--manifest",
+        type=Path,
+        required=True,
+        help="CSV with path (relative to the CSV's folder), label, subject, ...",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path("reports/calibration/emotion_params.json"),
+        help="parameter file to write (the shipped one is "
+        "src/airctrl/data/emotion_params.json)",
+    )
+    parser.add_argument(
+        "--report-dir",
+        type=Path,
+        default=Path("reports/calibration"),
+        help="folder for the calibration report",
+    )
+    parser.add_argument(
+        "--cv",
+        action="store_true",
+        help="also report subject-disjoint cross-validated figures",
+    )
+    parser.add_argument(
+        "--folds", type=int, default=DEFAULT_FOLDS, help="cross-validation folds"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help="random seed for the folds"
+    )
+    parser.add_argument(
+        "--c", type=float, default=DEFAULT_C, help="inverse L2 regularisation strength"
+    )
     parser.set_defaults(handler=_handle)
 
 
@@ -59,8 +78,14 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:
         raise ValueError(f"--folds: expected at least 2, got {args.folds}")
     if not args.c > 0:
         raise ValueError(f"--c: expected a positive number, got {args.c}")
-    summary = run(args.manifest, args.output, args.report_dir, settings,
-                  options=FitOptions(c=args.c, folds=args.folds, seed=args.seed), cv=args.cv)
+    summary = run(
+        args.manifest,
+        args.output,
+        args.report_dir,
+        settings,
+        options=FitOptions(c=args.c, folds=args.folds, seed=args.seed),
+        cv=args.cv,
+    )
     print(summary)
     return 0
 
@@ -82,33 +107,57 @@ def run(
     rows, dropped = read_manifest(manifest)
     samples = extract_samples(rows, settings)
     no_face = [s for s in samples if s.face is None]
-    params = fit_params(samples, options, meta={
-        "manifest_sha256": _sha256(Path(manifest)),
-        "no_face": len(no_face),
-        "dropped_contempt": len(dropped),
-    })
+    params = fit_params(
+        samples,
+        options,
+        meta={
+            "manifest_sha256": _sha256(Path(manifest)),
+            "no_face": len(no_face),
+            "dropped_contempt": len(dropped),
+        },
+    )
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(params.to_dict(), indent=1, sort_keys=False) + "\n",
-                      encoding="utf-8")
+    output.write_text(
+        json.dumps(params.to_dict(), indent=1, sort_keys=False) + "\n", encoding="utf-8"
+    )
     logger.info("Emotion parameters written to %s", output)
 
     lines = [
-        "# AIRCTRL calibration", "",
+        "# AIRCTRL calibration",
+        "",
         f"- Manifest: {manifest} ({len(rows) + len(dropped)} photos)",
         f"- Contempt: {CONTEMPT_POLICY} ({len(dropped)} photos left out)",
-        f"- No face found: {len(no_face)}" + (
-            " (" + ", ".join(s.row.relative_path for s in no_face) + ")" if no_face else ""),
-        f"- Fitted on {params.meta['photos']} photos; C={options.c}, seed={options.seed}, "
-        f"temperature {params.temperature:.3f}",
+        f"- No face found: {len(no_face)}"
+        + (
+            " (" + ", ".join(s.row.relative_path for s in no_face) + ")"
+            if no_face
+            else ""
+        ),
+        (
+            f"- Fitted on {params.meta['photos']} photos; C={options.c}, seed={options.seed}, "
+            f"temperature {params.temperature:.3f}"
+        ),
         f"- Parameter file: {output}",
     ]
     fitted = predict_samples(samples, EmotionClassifier(params))
     in_sample = evaluate_predictions(fitted, group_by=("dataset",))
-    lines += ["", "## On the fitting photos (optimistic)", "", "```",
-              format_summary(in_sample), "```"]
+    lines += [
+        "",
+        "## On the fitting photos (optimistic)",
+        "",
+        "```",
+        format_summary(in_sample),
+        "```",
+    ]
     if cv:
-        lines += ["", f"## Subject-disjoint {options.folds}-fold cross-validation", "", "```",
-                  format_summary(cross_validated_evaluation(samples, options)), "```"]
+        lines += [
+            "",
+            f"## Subject-disjoint {options.folds}-fold cross-validation",
+            "",
+            "```",
+            format_summary(cross_validated_evaluation(samples, options)),
+            "```",
+        ]
     report_dir.mkdir(parents=True, exist_ok=True)
     text = "\n".join(lines) + "\n"
     (report_dir / "calibration_report.md").write_text(text, encoding="utf-8")
@@ -119,6 +168,12 @@ def cross_validated_evaluation(samples: list[Sample], options: FitOptions) -> An
     """Return the evaluation of out-of-fold predictions (folds split by subject)."""
     table = []
     for held_out, params in cross_validated_params(samples, options):
-        table.extend(predict_samples([samples[i] for i in held_out], EmotionClassifier(params)))
-    table.extend(predict_samples([s for s in samples if s.face is None], EmotionClassifier(params)))
+        table.extend(
+            predict_samples([samples[i] for i in held_out], EmotionClassifier(params))
+        )
+    table.extend(
+        predict_samples(
+            [s for s in samples if s.face is None], EmotionClassifier(params)
+        )
+    )
     return evaluate_predictions(table, group_by=("dataset",))

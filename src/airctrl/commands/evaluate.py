@@ -30,23 +30,45 @@ def register(subparsers: Any) -> None:
         help="measure the emotion model on a labelled photo manifest",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--manifest", type=Path, required=True,
-                        help="CSV with path (relative to the CSV's folder), label, groups ...")
-    parser.add_argument("--group-by", default="",
-                        help="comma-separated manifest columns to report macro-F1 per group for")
-    parser.add_argument("--output-dir", type=Path, default=Path("reports/eval"),
-                        help="folder for report.md, PNG figures and CSV files")
-    parser.add_argument("--review-threshold", type=float, default=DEFAULT_REVIEW_THRESHOLD,
-                        help="predictions under this confidence go to review.csv")
+    parser.add_argument(
+        "--manifest",
+        type=Path,
+        required=True,
+        help="CSV with path (relative to the CSV's folder), label, groups ...",
+    )
+    parser.add_argument(
+        "--group-by",
+        default="",
+        help="comma-separated manifest columns to report macro-F1 per group for",
+    )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=Path("reports/eval"),
+        help="folder for report.md, PNG figures and CSV files",
+    )
+    parser.add_argument(
+        "--review-threshold",
+        type=float,
+        default=DEFAULT_REVIEW_THRESHOLD,
+        help="predictions under this confidence go to review.csv",
+    )
     parser.set_defaults(handler=_handle)
 
 
 def _handle(args: argparse.Namespace, settings: Settings) -> int:
     if not 0 <= args.review_threshold <= 1:
-        raise ValueError(f"--review-threshold: expected 0..1, got {args.review_threshold}")
+        raise ValueError(
+            f"--review-threshold: expected 0..1, got {args.review_threshold}"
+        )
     columns = tuple(c.strip() for c in args.group_by.split(",") if c.strip())
-    summary, report = run(args.manifest, args.output_dir, settings, group_by=columns,
-                          review_threshold=args.review_threshold)
+    summary, report = run(
+        args.manifest,
+        args.output_dir,
+        settings,
+        group_by=columns,
+        review_threshold=args.review_threshold,
+    )
     print(summary)
     print(f"report: {report}")
     return 0
@@ -65,14 +87,22 @@ def run(
     known = set(rows[0].groups) if rows else set()
     unknown = [c for c in group_by if c not in known]
     if unknown:
-        raise ValueError(f"--group-by: column(s) {', '.join(unknown)} not in the manifest")
+        raise ValueError(
+            f"--group-by: column(s) {', '.join(unknown)} not in the manifest"
+        )
     classifier = EmotionClassifier.from_settings(settings.emotion)
     samples = extract_samples(rows + dropped, settings)
     table = predict_samples(samples, classifier)
-    evaluation = evaluate_predictions(table, group_by=group_by, review_threshold=review_threshold)
+    evaluation = evaluate_predictions(
+        table, group_by=group_by, review_threshold=review_threshold
+    )
     source = settings.emotion.params_path or "shipped parameters"
-    report = write_report(evaluation, output_dir, notes=[
-        f"Manifest: {manifest}; parameters: {source}",
-        f"Contempt: {CONTEMPT_POLICY} (not one of the seven classes; listed under excluded)",
-    ])
+    report = write_report(
+        evaluation,
+        output_dir,
+        notes=[
+            f"Manifest: {manifest}; parameters: {source}",
+            f"Contempt: {CONTEMPT_POLICY} (not one of the seven classes; listed under excluded)",
+        ],
+    )
     return format_summary(evaluation), report
