@@ -1,0 +1,338 @@
+"""landmarks.py on the hard still-image cases and in video mode, with the real model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cv2
+import media
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from airctrl.capture import VideoFileSource
+from airctrl.decode import decode_image, read_image
+from airctrl.errors import ImageTooSmallError
+from airctrl.landmarks import (
+    LandmarkDetector,
+    LandmarkerOptions,
+    is_low_light,
+    tile_origins,
+    tile_sides,
+)
+from airctrl.types import BoundingBox, Detection, Frame
+
+Array = npt.NDArray[np.uint8]
+
+
+def iou(a: BoundingBox, b: BoundingBox) -> float:
+    """Intersection over union of two pixel boxes."""
+    ix = max(0, min(a.x + a.width, b.x + b.width) - max(a.x, b.x))
+    iy = max(0, min(a.y + a.height, b.y + b.height) - max(a.y, b.y))
+    union = a.width * a.height + b.width * b.height - ix * iy
+    return ix * iy / union
+
+
+def contains(box: BoundingBox, x: float, y: float) -> bool:
+    """True when the point (x, y) lies inside ``box``."""
+    return box.x <= x <= box.x + box.width and box.y <= y <= box.y + box.height
+
+
+@pytest.fixture()
+def detect(model_path: Path) -> Iterator[Callable[..., Detection]]:
+    """Run an image-mode detector (options as keywords) on an RGB array."""
+    made: list[LandmarkDetector] = []
+
+    def run(image: Array, **options: object) -> Detection:
+        detector = LandmarkDetector(
+            model_path, mode="image", options=LandmarkerOptions(**options)
+        )
+        made.append(detector)
+        return detector.detect(Frame(np.ascontiguousarray(image), 0, 0))
+
+    yield run
+    for detector in made:
+        detector.close()
+
+
+# -- one face, many disguises -------------------------------------------------------
+
+
+def test_single_face_is_found_where_it_is(
+    detect: Callable[..., Detection], happy_face_rgb: Array
+) -> None:
+    found = detect(happy_face_rgb)
+
+    assert len(found.faces) == 1
+    assert contains(found.faces[0].box, *media.FACE_CENTER_XY)
+    assert found.flags == ()
+
+
+def test_exif_rotated_photo_box_is_in_upright_coordinates(
+    detect: Callable[..., Detection], happy_face_rgb: Array
+) -> None:
+    upright = detect(happy_face_rgb).faces[0].box
+    decoded = decode_image(media.exif_oriented_jpeg(happy_face_rgb, 6))
+
+    found = detect(decoded.image)
+
+    assert len(found.faces) == 1
+    assert iou(found.faces[0].box, upright) > 0.85
+
+
+def test_face_rolled_45_degrees_is_found_with_its_roll(
+    detect: Callable[..., Detection], happy_face_rgb: Array
+) -> None:
+    found = detect(media.rotated(happy_face_rgb, 45))
+
+    assert len(found.faces) == 1
+    assert abs(abs(found.faces[0].pose.roll_deg) - 45) < 15
+
+
+def test_closeup_filling_the_frame_is_found(
+    detect: Callable[..., Detection], happy_face_rgb: Array
+) -> None:
+    face = happy_face_rgb[180:400, 190:375]
+    closeup = cv2.resize(face, (720, 856), interpolation=cv2.INTER_CUBIC)
+
+    found = detect(closeup)
+
+    assert len(found.faces) == 1
+    assert found.faces[0].box.width > 500
+
+
+def test_half_face_at_left_edge_is_clamped_and_marked_partial(
+    detect: Callable[..., Detection], happy_face_rgb: Array
+) -> None:
+    half = media.left_half_cut(happy_face_rgb[:, :460])
+
+    found = detect(half)
+
+    assert len(found.faces) <= 1
+    for face in found.faces:
+        assert face.is_partial
+        assert face.box.x == 0
+        assert face.box.x + face.box.width <= half.shape[1]
+
+
+def test_squeezed_face_simulating_yaw_does_not_crash(
+    detect: Callable[..., Detection], happy_face_rgb: Array
+) -> None:
+    squeezed = cv2.resize(happy_face_rgb, (314, 562), interpolation=cv2.INTER_AREA)
+
+    found = detect(squeezed)
+
+    assert len(found.faces) <= 1
+
+
+def test_tiny_image_is_refused_as_too_small(
+    detect: Callable[..., Detection], happy_face_rgb: Array
+) -> None:
+    tiny = cv2.resize(happy_face_rgb, (8, 8), interpolation=cv2.INTER_AREA)
+
+    with pytest.raises(ImageTooSmallError, match="8x8"):
+        detect(tiny)
+
+
+# -- lighting and pose flags ----------------------------------------------------------
+
+
+def test_very_dark_photo_still_finds_the_face_and_flags_low_light(
+    detect: Callable[..., Detection], happy_face_rgb: Array
+) -> None:
+    found = detect(media.darkened(happy_face_rgb, 0.09))
+
+    assert len(found.faces) == 1
+    assert "low_light" in found.flags
+
+
+@pytest.mark.parametrize(
+    ("gain", "expected"),
+    [(0.09, True), (0.25, True), (0.6, False), (1.0, False)],
+    ids=["unlit", "dim", "indoor", "daylight"],
+)
+def test_low_light_is_judged_by_mean_brightness(
+    happy_face_rgb: Array, gain: float, expected: bool
+) -> None:
+    # The sample photo averages ~96/255, so 0.25 gives ~24 and 0.6 gives ~58.
+    assert is_low_light(media.darkened(happy_face_rgb, gain)) is expected
+
+
+@pytest.mark.parametrize(
+    ("limit_deg", "flagged"),
+    [(1.0, True), (35.0, False)],
+    ids=["strict-limit", "default-limit"],
+)
+def test_extreme_pose_flag_follows_the_yaw_limit(
+    detect: Callable[..., Detection],
+    happy_face_rgb: Array,
+    limit_deg: float,
+    flagged: bool,
+) -> None:
+    # The man faces the camera with a few degrees of yaw: beyond 1, within 35.
+    found = detect(happy_face_rgb, extreme_yaw_deg=limit_deg, extreme_pitch_deg=90.0)
+
+    assert ("extreme_pose" in found.flags) is flagged
+
+
+# -- many faces, small faces -----------------------------------------------------------
+
+
+def test_group_photo_gives_one_face_per_person(
+    detect: Callable[..., Detection], sample_path: Callable[[str], Path]
+) -> None:
+    group = read_image(sample_path("multi_face.jpg")).image
+
+    found = detect(group, max_faces=10)
+
+    assert len(found.faces) == 5
+    assert "max_faces_reached" not in found.flags
+    boxes = [face.box for face in found.faces]
+    assert all(iou(a, b) < 0.1 for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+
+
+def test_group_photo_meshes_sit_on_the_faces(
+    detect: Callable[..., Detection], sample_path: Callable[[str], Path]
+) -> None:
+    group = read_image(sample_path("multi_face.jpg")).image
+
+    found = detect(group, max_faces=10)
+
+    # By eye: the woman on the far right grins widely. A mesh that slid off her
+    # face (as a whole-picture pass produces) reads her smile as about 0.
+    rightmost = max(found.faces, key=lambda face: face.box.x)
+    smile = (
+        rightmost.blendshapes["mouthSmileLeft"]
+        + rightmost.blendshapes["mouthSmileRight"]
+    ) / 2
+    assert smile > 0.5
+
+
+def test_twelve_face_grid_gives_twelve_with_room_for_them(
+    detect: Callable[..., Detection], happy_face_rgb: Array
+) -> None:
+    sheet = media.grid(happy_face_rgb, rows=3, cols=4)
+
+    found = detect(sheet, max_faces=12)
+
+    assert len(found.faces) == 12
+    assert "max_faces_reached" not in found.flags
+    cells = {
+        (f.box.x + f.box.width // 2) // 230 + 4 * ((f.box.y + f.box.height // 2) // 230)
+        for f in found.faces
+    }
+    assert cells == set(range(12))  # one face in every cell
+
+
+def test_twelve_face_grid_capped_at_five_says_so(
+    detect: Callable[..., Detection], happy_face_rgb: Array
+) -> None:
+    found = detect(media.grid(happy_face_rgb, rows=3, cols=4), max_faces=5)
+
+    assert len(found.faces) == 5
+    assert "max_faces_reached" in found.flags
+
+
+def test_small_face_in_24_megapixel_photo_is_found(
+    detect: Callable[..., Detection], happy_face_rgb: Array
+) -> None:
+    canvas, (x, y, scale) = media.small_face_on_huge_canvas(happy_face_rgb)
+    face_x = x + media.FACE_CENTER_XY[0] * scale
+    face_y = y + media.FACE_CENTER_XY[1] * scale
+
+    found = detect(canvas)
+
+    assert len(found.faces) == 1
+    assert contains(found.faces[0].box, face_x, face_y)
+    assert found.faces[0].box.width < 150  # about 183 * 260/572 = 83 px
+
+
+def test_huge_photo_without_faces_says_faces_may_be_too_small(
+    detect: Callable[..., Detection],
+) -> None:
+    rng = np.random.default_rng(3)
+    noise = rng.integers(0, 255, size=(2500, 3500, 3), dtype=np.uint8)
+
+    found = detect(noise)
+
+    assert found.faces == ()
+    assert "faces_may_be_too_small" in found.flags
+
+
+def test_landscape_without_a_face_gives_no_face(
+    detect: Callable[..., Detection], sample_path: Callable[[str], Path]
+) -> None:
+    landscape = read_image(sample_path("free-mountain-vector-01.jpg")).image
+
+    assert detect(landscape).faces == ()
+
+
+# -- tiling geometry (worked out by hand) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "sides"),
+    [((6000, 4000), [3000, 1500, 750, 375]), ((1000, 667), [500]), ((640, 480), [320])],
+    ids=["24mp", "group-photo", "vga"],
+)
+def test_tile_sides_halve_from_half_the_long_side_to_320(
+    size: tuple[int, int], sides: list[int]
+) -> None:
+    assert tile_sides(*size) == sides
+
+
+def test_tile_origins_overlap_and_reach_every_edge() -> None:
+    # 500 px tiles step 350 px (30% overlap); the last tile is pulled in to the edge.
+    assert tile_origins(1000, 667, 500) == [
+        (0, 0),
+        (350, 0),
+        (500, 0),
+        (0, 167),
+        (350, 167),
+        (500, 167),
+    ]
+
+
+# -- video mode -------------------------------------------------------------------------
+
+
+def test_video_mode_follows_the_face_through_a_clip(
+    model_path: Path, sample_path: Callable[[str], Path], tmp_path: Path
+) -> None:
+    clip = media.small_mp4(sample_path("single_face.mp4"), tmp_path / "small.mp4")
+
+    with LandmarkDetector(model_path, mode="video") as detector:
+        counts = [len(detector.detect(frame).faces) for frame in VideoFileSource(clip)]
+
+    assert len(counts) == 72
+    assert counts.count(1) >= 70
+
+
+def test_second_clip_after_reset_is_analysed_from_scratch(
+    model_path: Path, sample_path: Callable[[str], Path], tmp_path: Path
+) -> None:
+    source = sample_path("single_face.mp4")
+    first = media.clip(source, tmp_path / "a.mp4", 0, 36)
+    second = media.clip(source, tmp_path / "b.mp4", 36, 36)
+
+    with LandmarkDetector(model_path, mode="video") as detector:
+        for frame in VideoFileSource(first):
+            detector.detect(frame)
+        detector.reset()
+        results = [detector.detect(frame) for frame in VideoFileSource(second)]
+
+    assert [r.timestamp_ms for r in results][:3] == [0, 33, 67]
+    assert sum(len(r.faces) for r in results) >= 35
+
+
+def test_video_mode_accepts_repeated_timestamps(
+    model_path: Path, happy_face_rgb: Array
+) -> None:
+    with LandmarkDetector(model_path, mode="video") as detector:
+        results = [
+            detector.detect(Frame(happy_face_rgb, stamp, index))
+            for index, stamp in enumerate([0, 33, 33, 20, 66])
+        ]
+
+    assert [len(r.faces) for r in results] == [1, 1, 1, 1, 1]
