@@ -16,7 +16,8 @@ from airctrl.cli import main
 def analyze(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, Any, str]:
     code = main(["analyze", "--no-progress", *args])
     captured = capsys.readouterr()
-    data = json.loads(captured.out) if captured.out.strip().startswith("{") else captured.out
+    is_json = "--format" not in args
+    data = json.loads(captured.out) if is_json and captured.out.strip() else captured.out
     return code, data, captured.err
 
 

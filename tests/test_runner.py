@@ -55,10 +55,11 @@ def test_run_headless_on_video_writes_annotated_video_and_events(
 def test_run_with_csv_writes_one_row_per_face(tmp_path: Path, sample_path: Callable[[str], Path]) -> None:
     code = main(["run", "--source", str(sample_path("single_face.mp4")), "--headless", "--no-video", "--csv", "--max-frames", "10", "--output-dir", str(tmp_path)])
 
-    rows = (tmp_path / "events.csv").read_text(encoding="utf-8").splitlines()
+    lines = (tmp_path / "events.csv").read_text(encoding="utf-8").splitlines()
+    face_rows = [line for line in lines if line.startswith("face,")]
     assert code == 0
-    assert rows[0].startswith("event,source,frame")
-    assert len(rows) == 1 + 10
+    assert lines[0].startswith("event,source,frame")
+    assert len(face_rows) == 10
     assert not (tmp_path / "annotated.mp4").exists()
 
 
@@ -119,7 +120,9 @@ def test_run_reports_lost_camera_retries_with_growing_waits_and_stops_cleanly(
     opened: list[ScriptedCamera] = []
 
     def factory(index: int) -> ScriptedCamera:
-        camera = ScriptedCamera(good_reads=10 if not opened else 0)
+        if opened:
+            raise OSError("no such device")  # unplugged: every reopen fails
+        camera = ScriptedCamera(good_reads=10)
         opened.append(camera)
         return camera
 
@@ -298,4 +301,4 @@ def test_run_several_sources_keep_their_own_outputs(tmp_path: Path, model_path: 
     assert by_name["hall"].faces == 0
     assert {e["source"] for e in door} == {"door"}
     assert not [e for e in hall if e["event"] == "face"]
-    assert door[-1]["face_id"] == 1
+    assert {e["face_id"] for e in door if e["event"] == "face"} == {1}

@@ -175,6 +175,9 @@ class SourceWorker(threading.Thread):
         self.model_path = model_path
         self.source_factory = source_factory
         self.summary = SourceSummary(source_id)
+        # The source gets its own stop event: closing a source sets it, and one
+        # source ending must not stop the others. ``run`` forwards a global stop.
+        self.source_stop = threading.Event()
         self.latest_frame_bgr: npt.NDArray[np.uint8] | None = None
         self._sinks: list[EventSink] = []
         self._sinks_lock = threading.Lock()
@@ -233,13 +236,13 @@ class SourceWorker(threading.Thread):
 
     def _open_source(self) -> Any:
         if self.source_factory is not None:
-            return self.source_factory(self.source_settings, self.stop_event, self._on_status)
+            return self.source_factory(self.source_settings, self.source_stop, self._on_status)
         from airctrl.capture import open_source
 
         return open_source(
             self.source_settings.source,
             self.source_settings,
-            self.stop_event,
+            self.source_stop,
             on_status=self._on_status,
         )
 
@@ -403,6 +406,9 @@ def run(
     last_progress = time.perf_counter()
     try:
         while any(w.is_alive() for w in workers):
+            if stop.is_set():
+                for worker in workers:
+                    worker.source_stop.set()
             if options.show_window:
                 for worker in workers:
                     if worker.latest_frame_bgr is not None:
@@ -421,6 +427,8 @@ def run(
         stop.set()
     finally:
         for worker in workers:
+            if stop.is_set():
+                worker.source_stop.set()
             worker.join()
         if options.show_window:
             cv2.destroyAllWindows()

@@ -36,13 +36,29 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=handle)
 
 
+#: In folders, files with these endings are expected to be media: one that is
+#: not (say an HTML page saved as .jpg) is reported, not silently passed over.
+#: Other files are read only if their content is media. Content, never the
+#: ending, decides how a file is decoded.
+MEDIA_SUFFIXES = frozenset(
+    ".jpg .jpeg .png .bmp .gif .webp .tif .tiff .heic .heif .avif "
+    ".mp4 .mov .m4v .avi .mkv .webm .mpg .mpeg".split()
+)
+
+
 def _expand(paths: list[Path]) -> Iterator[Path]:
     for path in paths:
-        if path.is_dir():
-            children = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-            yield from (p for p in children if sniff_kind(p) is not None)
-        else:
+        if not path.is_dir():
             yield path
+            continue
+        children = sorted(
+            p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
+        )
+        for child in children:
+            if child.suffix.lower() in MEDIA_SUFFIXES or sniff_kind(child) is not None:
+                yield child
+            else:
+                logger.debug("Skipping %s: not media", child)
 
 
 def _open_video(path: Path, settings: Settings) -> Any:
