@@ -17,6 +17,7 @@ from airctrl.errors import ImageTooSmallError
 from airctrl.landmarks import (
     LandmarkDetector,
     LandmarkerOptions,
+    apparent_yaw_deg,
     is_low_light,
     tile_origins,
     tile_sides,
@@ -116,14 +117,35 @@ def test_half_face_at_left_edge_is_clamped_and_marked_partial(
         assert face.box.x + face.box.width <= half.shape[1]
 
 
-def test_squeezed_face_simulating_yaw_does_not_crash(
+def test_squeezed_face_simulating_yaw_is_flagged_extreme_pose(
     detect: Callable[..., Detection], happy_face_rgb: Array
 ) -> None:
     squeezed = cv2.resize(happy_face_rgb, (314, 562), interpolation=cv2.INTER_AREA)
 
     found = detect(squeezed)
 
-    assert len(found.faces) <= 1
+    assert len(found.faces) == 1
+    assert abs(found.faces[0].pose.yaw_deg) > 35
+    assert "extreme_pose" in found.flags
+
+
+@pytest.mark.parametrize(
+    ("span_px", "expected_deg"),
+    [(145.0, 0.0), (200.0, 0.0), (72.5, 60.0), (102.53, 45.0)],
+    ids=["frontal", "wider-than-frontal", "half-width", "cos45-width"],
+)
+def test_apparent_yaw_follows_cheek_span_over_upper_face_height(
+    span_px: float, expected_deg: float
+) -> None:
+    # Upper face 100 px tall; a frontal face is 1.45 times as wide (145 px), and
+    # a turn of t shows cos(t) of that width: 72.5 px is 60 deg, 102.53 is 45.
+    points = np.zeros((478, 3), dtype=np.float32)
+    points[10, :2] = (0.5, 0.2)
+    points[2, :2] = (0.5, 0.3)  # 0.1 of 1000 px = 100 px below
+    points[234, :2] = (0.5 - span_px / 2000, 0.25)
+    points[454, :2] = (0.5 + span_px / 2000, 0.25)
+
+    assert apparent_yaw_deg(points, 1000, 1000) == pytest.approx(expected_deg, abs=0.2)
 
 
 def test_tiny_image_is_refused_as_too_small(
