@@ -13,7 +13,7 @@ import csv
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -320,6 +320,10 @@ DEFAULT_C = 0.1
 #: produces out-of-fold scores for the temperature).
 DEFAULT_FOLDS = 5
 DEFAULT_SEED = 0
+#: How far datasets (the manifest's dataset column) are re-weighted towards equal
+#: total weight: a small carefully labelled set is not drowned by a large
+#: crowd-labelled one, without letting its few faces dominate either.
+DATASET_BALANCE_POWER = 0.5
 #: How far classes are re-weighted towards equal weight (1 = fully balanced).
 BALANCE_POWER = 0.5
 #: Each EMFACS prototype face (see :func:`prototype_anchors`) counts as this
@@ -413,6 +417,8 @@ class FitOptions:
     seed: int = DEFAULT_SEED
     anchor_weight: float = ANCHOR_WEIGHT
     subject_weighting: bool = True
+    use_geometry: bool = True
+    dataset_balance_power: float = DATASET_BALANCE_POWER
     balance_power: float = BALANCE_POWER
 
 
@@ -424,31 +430,37 @@ def _units_of(sample: Sample) -> dict[str, float]:
     return dict(extract_features(sample.face).values)
 
 
-def _design(rows: list[Mapping[str, float]]) -> np.ndarray:
-    """Return the (n, terms) matrix of transformed term values."""
-    from airctrl.emotions import TERMS, term_values, transform
+def _design(rows: Sequence[Mapping[str, float]], terms: Sequence[str]) -> np.ndarray:
+    """Return the (n, terms) matrix of transformed term values (missing: 0)."""
+    from airctrl.emotions import term_values, transform
     from airctrl.features import Features
 
-    matrix = np.zeros((len(rows), len(TERMS)), dtype=np.float64)
+    matrix = np.zeros((len(rows), len(terms)), dtype=np.float64)
     for i, values in enumerate(rows):
-        terms = term_values(Features(values))
-        matrix[i] = [transform(terms[t]) for t in TERMS]
+        found = term_values(Features(values))
+        matrix[i] = [transform(t, found[t]) if t in found else 0.0 for t in terms]
     return matrix
 
 
 def resting_levels(
     unit_rows: list[Mapping[str, float]], labels: list[str]
 ) -> dict[str, float]:
-    """Return the median of each action unit over the neutral rows (0 when none)."""
-    from airctrl.emotions import MODEL_UNITS
+    """Return the median of each action unit and geometry ratio over neutral rows.
+
+    Units default to 0 and geometry ratios to their median over all rows when
+    no row is neutral.
+    """
+    from airctrl.emotions import GEOMETRY_TERMS, MODEL_UNITS
 
     neutral = [row for row, label in zip(unit_rows, labels) if label == "neutral"]
-    return {
-        unit: float(np.median([row.get(unit, 0.0) for row in neutral]))
-        if neutral
-        else 0.0
+    reference = neutral or list(unit_rows)
+    rest = {
+        unit: float(np.median([row.get(unit, 0.0) for row in neutral])) if neutral else 0.0
         for unit in MODEL_UNITS
     }
+    for name in GEOMETRY_TERMS:
+        rest[name] = float(np.median([row.get(name, 0.0) for row in reference]))
+    return rest
 
 
 def prototype_anchors(
@@ -457,12 +469,16 @@ def prototype_anchors(
     """Return textbook prototype faces (unit values) and their labels.
 
     Every pattern appears twice: over the population's resting levels and over
-    a perfectly still face (every unit 0); a still face itself is neutral. They act as a prior: a fitted model must still call a textbook
-    surprise surprised, however noisy the photos' labels were.
+    a perfectly still face (every unit 0); a still face itself is neutral.
+    Geometry stays at its resting level in every anchor. They act as a prior:
+    a fitted model must still call a textbook surprise surprised, however noisy
+    the photos' labels were.
     """
+    from airctrl.emotions import MODEL_UNITS
+
     rows: list[dict[str, float]] = []
     labels: list[str] = []
-    still = {unit: 0.0 for unit in rest}
+    still = {name: (0.0 if name in MODEL_UNITS else value) for name, value in rest.items()}
     for background in (dict(rest), still):
         for label, patterns in ANCHOR_PATTERNS.items():
             for pattern in patterns:
@@ -482,6 +498,16 @@ def _subject_weights(samples: list[Sample]) -> np.ndarray:
     for key in keys:
         counts[key] = counts.get(key, 0) + 1
     return np.array([1.0 / np.sqrt(counts[k]) for k in keys])
+
+
+def _dataset_factors(samples: list[Sample], power: float) -> np.ndarray:
+    """Return per-photo factors moving each dataset's share towards equal."""
+    names = [s.row.groups.get("dataset") or "unknown" for s in samples]
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    mean = len(names) / len(counts)
+    return np.array([(mean / counts[name]) ** power for name in names])
 
 
 def _balanced(
@@ -562,6 +588,7 @@ def _fit_core(
     labels: list[str],
     sample_weights: np.ndarray,
     options: FitOptions,
+    terms: Sequence[str],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
     from airctrl.types import EMOTIONS
 
@@ -572,7 +599,7 @@ def _fit_core(
     w = w / w.mean()
     y_all = np.concatenate([y, [EMOTIONS.index(a) for a in anchor_labels]])
     w_all = np.concatenate([w, np.full(len(anchor_rows), options.anchor_weight)])
-    x_all = _design(list(unit_rows) + list(anchor_rows))
+    x_all = _design(list(unit_rows) + list(anchor_rows), terms)
     center, weights, bias = _fit_linear(x_all, y_all, w_all, options)
     # Centre on the photos only, so contributions compare with a real average face.
     photo_center = x_all[: len(unit_rows)].mean(axis=0)
@@ -597,7 +624,7 @@ def fit_params(
     Raises:
         ValueError: no sample has a face, or fewer than two classes are present.
     """
-    from airctrl.emotions import TERMS, EmotionParams
+    from airctrl.emotions import GEOMETRY_TERMS, UNIT_TERMS, EmotionParams
     from airctrl.types import EMOTIONS
 
     options = options or FitOptions()
@@ -611,10 +638,14 @@ def fit_params(
     weights_photo = (
         _subject_weights(usable) if options.subject_weighting else np.ones(len(usable))
     )
+    weights_photo = weights_photo * _dataset_factors(usable, options.dataset_balance_power)
     groups = [s.row.groups.get("subject") or s.row.relative_path for s in usable]
     y = np.array([EMOTIONS.index(label) for label in labels])
 
-    center, weights, bias, rest = _fit_core(unit_rows, labels, weights_photo, options)
+    terms = UNIT_TERMS + (GEOMETRY_TERMS if options.use_geometry else ())
+    center, weights, bias, rest = _fit_core(
+        unit_rows, labels, weights_photo, options, terms
+    )
 
     oof = np.zeros((len(usable), len(EMOTIONS)))
     for train, test in _folds(y, groups, options.folds, options.seed):
@@ -623,8 +654,9 @@ def fit_params(
             [labels[i] for i in train],
             weights_photo[train],
             options,
+            terms,
         )
-        oof[test] = _scores(_design([unit_rows[i] for i in test]), c, w, b)
+        oof[test] = _scores(_design([unit_rows[i] for i in test], terms), c, w, b)
     temperature = fit_temperature(oof, y)
 
     info: dict[str, object] = {
@@ -640,10 +672,10 @@ def fit_params(
     info.update(meta or {})
     return EmotionParams(
         classes=EMOTIONS,
-        terms=TERMS,
-        center={t: float(center[j]) for j, t in enumerate(TERMS)},
+        terms=terms,
+        center={t: float(center[j]) for j, t in enumerate(terms)},
         weights={
-            c: {t: float(weights[k, j]) for j, t in enumerate(TERMS)}
+            c: {t: float(weights[k, j]) for j, t in enumerate(terms)}
             for k, c in enumerate(EMOTIONS)
         },
         bias={c: float(bias[k]) for k, c in enumerate(EMOTIONS)},

@@ -71,7 +71,19 @@ EXCLUDED_UNITS: frozenset[str] = frozenset(
 #: The action units the model reads, in a fixed order.
 MODEL_UNITS: tuple[str, ...] = tuple(u for u in ACTION_UNITS if u not in EXCLUDED_UNITS)
 #: The terms of the model, in a fixed order: the model's units, then prototypes.
-TERMS: tuple[str, ...] = MODEL_UNITS + tuple(PROTOTYPES)
+UNIT_TERMS: tuple[str, ...] = MODEL_UNITS + tuple(PROTOTYPES)
+#: Geometry terms (ratios to the eye-corner distance, see
+#: :func:`airctrl.features.geometry`). A closed-mouth smile widens the mouth
+#: before MediaPipe's smile blendshape moves; these catch it.
+GEOMETRY_TERMS: tuple[str, ...] = (
+    "geo_mouth_open",
+    "geo_mouth_width",
+    "geo_corner_lift",
+    "geo_brow_height",
+    "geo_eye_open",
+)
+#: Every term a parameter file may use, in a fixed order.
+TERMS: tuple[str, ...] = UNIT_TERMS + GEOMETRY_TERMS
 
 #: Most a per-person baseline may take off one unit. Someone whose brows sit
 #: low at rest loses that offset; someone who smiled through the calibration
@@ -96,12 +108,19 @@ def term_values(
     baseline: Features | None = None,
     rest: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
-    """Return the raw value (0..1) of every model term for one face.
+    """Return the raw value of every model term for one face.
+
+    Unit and prototype terms are 0..1. Geometry terms are present only when
+    ``features`` holds them (hand-built vectors may not; a missing term then
+    contributes nothing).
 
     With a ``baseline`` (the person's resting features), each action unit has
     the person's excess rest activation over the population ``rest`` level
-    (at most :data:`MAX_BASELINE_SHIFT`) subtracted and is clipped at 0: someone whose brows sit low at rest is not
-    read as frowning. Prototype terms are then built from the adjusted units.
+    (at most :data:`MAX_BASELINE_SHIFT`) subtracted and is clipped at 0:
+    someone whose brows sit low at rest is not read as frowning. Prototype
+    terms are then built from the adjusted units. Geometry terms are moved by
+    the difference between the person's rest and the population's rest, so a
+    naturally wide mouth is not read as a smile.
     """
     units: dict[str, float] = {}
     for unit in MODEL_UNITS:
@@ -117,6 +136,13 @@ def term_values(
         for unit in members:
             product *= units[unit]
         values[name] = product ** (1.0 / len(members))
+    for name in GEOMETRY_TERMS:
+        if name not in features.values:
+            continue
+        value = features.get(name)
+        if baseline is not None and name in baseline.values and rest and name in rest:
+            value = value - baseline.get(name) + rest[name]
+        values[name] = value
     return values
 
 
@@ -125,8 +151,14 @@ def term_values(
 TRANSFORM_OFFSET = 0.01
 
 
-def transform(value: float) -> float:
-    """Return the model's transform of a term value: sqrt(value + offset)."""
+def transform(term: str, value: float) -> float:
+    """Return the model's transform of a term value.
+
+    ``sqrt(value + offset)`` for unit and prototype terms; geometry ratios are
+    used as they are.
+    """
+    if term in GEOMETRY_TERMS:
+        return value
     return math.sqrt(max(0.0, value) + TRANSFORM_OFFSET)
 
 
@@ -296,7 +328,10 @@ class EmotionClassifier:
         """Return (term values, per-class contributions, per-class scores)."""
         p = self.params
         values = term_values(features, baseline, p.rest)
-        shifted = {t: transform(values[t]) - p.center[t] for t in p.terms}
+        shifted = {
+            t: transform(t, values[t]) - p.center[t] if t in values else 0.0
+            for t in p.terms
+        }
         parts = {
             c: {t: p.weights[c][t] * shifted[t] for t in p.terms} for c in p.classes
         }
