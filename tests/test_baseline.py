@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 from airctrl.baseline import NeutralBaseline
@@ -52,3 +55,33 @@ def test_zero_duration_disables_baseline() -> None:
 def test_bad_arguments_are_rejected(kwargs: dict[str, int], name: str) -> None:
     with pytest.raises(ValueError, match=name):
         NeutralBaseline(**kwargs)
+
+
+@pytest.mark.slow
+def test_pipeline_reports_calibrating_only_during_the_first_second(
+    sample_path: Callable[[str], Path],
+) -> None:
+    import cv2
+
+    from airctrl.config import Settings
+    from airctrl.pipeline import Pipeline
+    from airctrl.types import Frame
+
+    settings = Settings(emotion={"baseline_seconds": 1.0})
+    capture = cv2.VideoCapture(str(sample_path("single_face.mp4")))
+    flags: list[tuple[int, bool]] = []
+    with Pipeline(settings, mode="video") as pipeline:
+        index = 0
+        while index < 40:
+            ok, image = capture.read()
+            if not ok:
+                break
+            rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+            result = pipeline.process(Frame(rgb, index * 40, index))
+            flags += [(index, f.calibrating) for f in result.faces]
+            index += 1
+    capture.release()
+    assert flags[0] == (0, True)
+    # 25 frames at 40 ms span 1 s; from then on the baseline is learnt.
+    assert all(not calibrating for i, calibrating in flags if i >= 26)
+    assert any(calibrating for i, calibrating in flags if i == 20)

@@ -185,3 +185,27 @@ def test_extreme_pose_and_partial_face_are_flagged(
     flags = classifier.classify(face(), face=turned).flags
     assert "extreme_pose" in flags
     assert "partial_face" in flags
+
+
+def test_missing_geometry_contributes_nothing(classifier: EmotionClassifier) -> None:
+    _, parts, _ = classifier.contributions(face())
+    for cls in EMOTIONS:
+        assert parts[cls].get("geo_mouth_width", 0.0) == 0.0
+
+
+def test_baseline_makes_geometry_relative_to_the_person(
+    classifier: EmotionClassifier,
+) -> None:
+    # A naturally wide mouth (0.15 wider than the population's resting width)
+    # stops counting once the person's rest is known.
+    rest_width = classifier.params.rest["geo_mouth_width"]
+    wide = dict(face().values, geo_mouth_width=rest_width + 0.15)
+    values, _, _ = classifier.contributions(Features(wide), baseline=Features(wide))
+    assert values["geo_mouth_width"] == pytest.approx(rest_width)
+
+
+def test_shipped_parameters_were_fitted_by_calibrate() -> None:
+    params = load_params()
+    assert params.meta["fitted_by"] == "airctrl calibrate"
+    assert params.meta["contempt"] == "drop"
+    assert 0.3 < params.temperature < 3.0

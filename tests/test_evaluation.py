@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from airctrl.evaluation import (
+    Evaluation,
     PredictionRow,
     evaluate_predictions,
     expected_calibration_error,
@@ -50,11 +51,13 @@ TABLE = [
 
 
 @pytest.fixture()
-def evaluation():  # type: ignore[no-untyped-def]
+def evaluation() -> Evaluation:
     return evaluate_predictions(TABLE, group_by=("dataset",), review_threshold=0.5)
 
 
-def test_per_class_precision_recall_f1_match_hand_counts(evaluation) -> None:  # type: ignore[no-untyped-def]
+def test_per_class_precision_recall_f1_match_hand_counts(
+    evaluation: Evaluation,
+) -> None:
     m = evaluation.overall
     assert m.precision["happy"] == pytest.approx(1 / 2)
     assert m.recall["happy"] == pytest.approx(2 / 3)
@@ -67,14 +70,16 @@ def test_per_class_precision_recall_f1_match_hand_counts(evaluation) -> None:  #
     assert m.accuracy == pytest.approx(4 / 7)
 
 
-def test_no_face_and_excluded_rows_are_counted_not_dropped(evaluation) -> None:  # type: ignore[no-untyped-def]
+def test_no_face_and_excluded_rows_are_counted_not_dropped(
+    evaluation: Evaluation,
+) -> None:
     assert [r.label for r in evaluation.no_face] == ["angry"]
     assert [r.label for r in evaluation.excluded] == ["contempt"]
     assert evaluation.overall.count == 7
     assert len(evaluation.rows) == 9
 
 
-def test_low_confidence_predictions_go_to_review(evaluation) -> None:  # type: ignore[no-untyped-def]
+def test_low_confidence_predictions_go_to_review(evaluation: Evaluation) -> None:
     assert sorted(r.confidence for r in evaluation.review) == [0.3, 0.4]
 
 
@@ -121,7 +126,9 @@ def test_perfectly_calibrated_predictions_have_zero_ece() -> None:
     assert ece == pytest.approx(0.0)
 
 
-def test_report_writes_markdown_figures_and_csvs(evaluation, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_report_writes_markdown_figures_and_csvs(
+    evaluation: Evaluation, tmp_path: Path
+) -> None:
     report = write_report(evaluation, tmp_path / "out")
     for name in (
         "report.md",

@@ -182,7 +182,9 @@ def face_from_record(record: Mapping[str, object]) -> FaceLandmarks:
     points = np.asarray(record["points"], dtype=np.float32)
     pose = [float(v) for v in record["pose"]]  # type: ignore[attr-defined]
     box = [int(v) for v in record["box"]]  # type: ignore[attr-defined]
-    blendshapes = {str(k): float(v) for k, v in record["blendshapes"].items()}  # type: ignore[attr-defined]
+    shapes = record["blendshapes"]
+    items = shapes.items()  # type: ignore[attr-defined]
+    blendshapes = {str(k): float(v) for k, v in items}
     return FaceLandmarks(
         points,
         blendshapes,
@@ -455,7 +457,9 @@ def resting_levels(
     neutral = [row for row, label in zip(unit_rows, labels) if label == "neutral"]
     reference = neutral or list(unit_rows)
     rest = {
-        unit: float(np.median([row.get(unit, 0.0) for row in neutral])) if neutral else 0.0
+        unit: float(np.median([row.get(unit, 0.0) for row in neutral]))
+        if neutral
+        else 0.0
         for unit in MODEL_UNITS
     }
     for name in GEOMETRY_TERMS:
@@ -478,7 +482,9 @@ def prototype_anchors(
 
     rows: list[dict[str, float]] = []
     labels: list[str] = []
-    still = {name: (0.0 if name in MODEL_UNITS else value) for name, value in rest.items()}
+    still = {
+        name: (0.0 if name in MODEL_UNITS else value) for name, value in rest.items()
+    }
     for background in (dict(rest), still):
         for label, patterns in ANCHOR_PATTERNS.items():
             for pattern in patterns:
@@ -530,7 +536,10 @@ def _balanced(
 def _fit_linear(
     x: np.ndarray, y: np.ndarray, w: np.ndarray, options: FitOptions
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fit multinomial logistic regression; return (center, weights (k, terms), bias)."""
+    """Fit multinomial logistic regression.
+
+    Returns (center, weights of shape (classes, terms), bias) on the raw scale.
+    """
     from sklearn.linear_model import LogisticRegression
 
     from airctrl.types import EMOTIONS
@@ -551,11 +560,12 @@ def _fit_linear(
 def _scores(
     x: np.ndarray, center: np.ndarray, weights: np.ndarray, bias: np.ndarray
 ) -> np.ndarray:
-    return (x - center) @ weights.T + bias
+    scores: np.ndarray = (x - center) @ weights.T + bias
+    return scores
 
 
 def fit_temperature(scores: np.ndarray, y: np.ndarray) -> float:
-    """Return the temperature minimising the log loss of softmax(scores / T) on ``y``."""
+    """Return the temperature T minimising the log loss of softmax(scores / T)."""
     from scipy.optimize import minimize_scalar
     from scipy.special import log_softmax
 
@@ -634,11 +644,13 @@ def fit_params(
     labels = [s.row.label for s in usable]
     if len(set(labels)) < 2:
         raise ValueError("samples: need at least two classes to fit")
-    unit_rows = [_units_of(s) for s in usable]
+    unit_rows: list[Mapping[str, float]] = [_units_of(s) for s in usable]
     weights_photo = (
         _subject_weights(usable) if options.subject_weighting else np.ones(len(usable))
     )
-    weights_photo = weights_photo * _dataset_factors(usable, options.dataset_balance_power)
+    weights_photo = weights_photo * _dataset_factors(
+        usable, options.dataset_balance_power
+    )
     groups = [s.row.groups.get("subject") or s.row.relative_path for s in usable]
     y = np.array([EMOTIONS.index(label) for label in labels])
 

@@ -8,10 +8,12 @@ Each class score is a bias plus one contribution per named term::
 ``x_j`` is either an action-unit-like feature from :mod:`airctrl.features`
 ("lip-corner pull") or an EMFACS prototype term: the geometric mean of the
 units that make up a published expression prototype ("cheek raise x
-lip-corner pull" for happiness). ``t`` is ``sqrt(x + 0.01)``, which spreads the
-small scores MediaPipe gives subtle expressions (closed-mouth smiles). ``center`` is the population
-mean of ``t(x_j)``, so a contribution reads "how far this feature pushes the
-face towards class c compared with an average face".
+lip-corner pull" for happiness), or a geometry ratio ("mouth width"). ``t``
+is ``sqrt(x + 0.01)`` for units and prototypes, which spreads the small scores
+MediaPipe gives subtle expressions (closed-mouth smiles), and the identity for
+geometry. ``center`` is the population mean of ``t(x_j)``, so a contribution
+reads "how far this feature pushes the face towards class c compared with an
+average face".
 
 The contributions are the evidence: the terms that pushed the chosen class up
 the most are reported in plain words with their raw values. The parameters
@@ -310,7 +312,11 @@ class EmotionClassifier:
 
     @classmethod
     def from_settings(cls, settings: EmotionSettings) -> EmotionClassifier:
-        """Build the classifier from the emotion settings (parameter file, overrides)."""
+        """Build the classifier from the emotion settings (parameter file, overrides).
+
+        Raises:
+            ConfigError: the parameter file or the overrides are invalid.
+        """
         params = load_params(settings.params_path, settings.overrides)
         logger.debug(
             "Emotion parameters loaded (%s)", params.meta.get("fitted_on", "?")
@@ -339,7 +345,7 @@ class EmotionClassifier:
         return values, parts, scores
 
     def probabilities(self, scores: Mapping[str, float]) -> dict[str, float]:
-        """Return calibrated probabilities (temperature-scaled softmax) in EMOTIONS order."""
+        """Return calibrated probabilities (softmax of scores / temperature)."""
         t = self.params.temperature
         top = max(scores.values())
         exps = {c: math.exp((scores[c] - top) / t) for c in EMOTIONS}

@@ -325,7 +325,9 @@ def _plot_confusion(metrics: ClassificationMetrics, path: Path) -> None:
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
             colour = "white" if top and matrix[i, j] > top / 2 else "black"
-            ax.text(j, i, int(matrix[i, j]), ha="center", va="center", color=colour)
+            ax.text(
+                j, i, str(int(matrix[i, j])), ha="center", va="center", color=colour
+            )
     ax.set_title(f"Confusion matrix (macro-F1 {metrics.macro_f1:.3f})")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -407,7 +409,10 @@ def format_summary(evaluation: Evaluation) -> str:
             f"photos: {len(evaluation.rows)} ({len(evaluation.no_face)} with no face, "
             f"{len(evaluation.excluded)} excluded labels)"
         ),
-        f"macro-F1: {m.macro_f1:.3f}  accuracy: {m.accuracy:.3f}  ECE: {evaluation.ece:.3f}",
+        (
+            f"macro-F1: {m.macro_f1:.3f}  accuracy: {m.accuracy:.3f}  "
+            f"ECE: {evaluation.ece:.3f}"
+        ),
     ]
     for g in evaluation.groups:
         parts = ", ".join(
@@ -453,7 +458,8 @@ def write_report(
             "![reliability](reliability.png)"
         ),
         (
-            f"- Predictions under confidence {evaluation.review_threshold:.2f} for human review: "
+            f"- Predictions under confidence {evaluation.review_threshold:.2f} "
+            "for human review: "
             f"{len(evaluation.review)} (review.csv)"
         ),
         "",
@@ -493,7 +499,10 @@ def write_report(
         )
         lines += [
             "",
-            f"Best-worst gap (groups with >= {MIN_GROUP_SIZE} photos, 'unknown' left out): {gap}",
+            (
+                f"Best-worst gap (groups with >= {MIN_GROUP_SIZE} photos, "
+                f"'unknown' left out): {gap}"
+            ),
             "",
         ]
     lines += ["## Photos with no face", ""]

@@ -140,7 +140,8 @@ def _upright_points(
     angle = math.atan2(right[1] - left[1], right[0] - left[0])
     cos, sin = math.cos(-angle), math.sin(-angle)
     rotation = np.array([[cos, -sin], [sin, cos]])
-    return (xy - xy.mean(axis=0)) @ rotation.T
+    upright: npt.NDArray[np.float64] = (xy - xy.mean(axis=0)) @ rotation.T
+    return upright
 
 
 def geometry(points: npt.NDArray[np.float32], aspect: float = 1.0) -> dict[str, float]:

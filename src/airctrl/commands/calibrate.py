@@ -134,7 +134,8 @@ def run(
             else ""
         ),
         (
-            f"- Fitted on {params.meta['photos']} photos; C={options.c}, seed={options.seed}, "
+            f"- Fitted on {params.meta['photos']} photos; C={options.c}, "
+            f"seed={options.seed}, "
             f"temperature {params.temperature:.3f}"
         ),
         f"- Parameter file: {output}",

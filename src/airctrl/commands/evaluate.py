@@ -1,4 +1,4 @@
-"""``airctrl evaluate``: accuracy, calibration and per-group figures on labelled photos."""
+"""``airctrl evaluate``: accuracy, calibration and group figures on labelled photos."""
 
 from __future__ import annotations
 
@@ -102,7 +102,10 @@ def run(
         output_dir,
         notes=[
             f"Manifest: {manifest}; parameters: {source}",
-            f"Contempt: {CONTEMPT_POLICY} (not one of the seven classes; listed under excluded)",
+            (
+                f"Contempt: {CONTEMPT_POLICY} (not one of the seven classes; "
+                "listed under excluded)"
+            ),
         ],
     )
     return format_summary(evaluation), report
