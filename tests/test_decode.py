@@ -12,6 +12,7 @@ import numpy.typing as npt
 import pytest
 from PIL import Image
 
+from airctrl import decode
 from airctrl.decode import (
     ANIMATED_WARNING,
     decode_image,
@@ -152,6 +153,17 @@ def test_heic_photo_is_decoded(photo: Array) -> None:
     assert decoded.source_format == "HEIF"
     assert decoded.image.shape == photo.shape
     assert mean_abs_diff(decoded.image, photo) < 6.0
+
+
+def test_heic_without_the_plugin_is_a_fast_415_with_advice(
+    photo: Array, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(decode, "HEIF_AVAILABLE", False)
+
+    with pytest.raises(UnsupportedMediaError, match="pillow-heif") as caught:
+        decode_image(media.heic(photo))
+    assert caught.value.http_status == 415
+    assert "JPEG or PNG" in str(caught.value)
 
 
 # -- broken and wrong input ------------------------------------------------------
