@@ -202,6 +202,19 @@ class ApiKeyRing:
         self._memo.clear()
         logger.info("Loaded %d API key(s) from %s", len(records), self._keys_file)
 
+    def check_remembered(self, key: str | None) -> str | None:
+        """Return the label when ``key`` was verified before (cheap; no scrypt), else None.
+
+        Lets async callers skip a thread hop on every request; call :meth:`check`
+        when this returns None.
+        """
+        if not key:
+            return None
+        fingerprint = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+        with self._lock:
+            self._reload_file()
+            return self._plain.get(fingerprint) or self._memo.get(fingerprint)
+
     def check(self, key: str | None) -> str:
         """Return the label of the key that matches ``key``.
 

@@ -70,20 +70,26 @@ def service_state(request: Request) -> ServiceState:
     return state
 
 
-def require_api_key(
+async def require_api_key(
     request: Request,
     api_key: Annotated[str | None, Depends(_api_key_header)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
     """Return the label of the caller's key; raise AuthError (401) without a valid one.
 
-    The key comes from ``X-API-Key`` or ``Authorization: Bearer <key>``.
+    The key comes from ``X-API-Key`` or ``Authorization: Bearer <key>``. A key
+    seen before is accepted on the event loop; a new one is verified (scrypt,
+    tens of ms) in a worker thread.
     """
     state = service_state(request)
     if not state.settings.server.require_auth:
         return "anonymous"
     key = api_key or (bearer.credentials if bearer is not None else None)
-    return state.keyring.check(key)
+    label = state.keyring.check_remembered(key)
+    if label is not None:
+        return label
+    checked: str = await run_in_threadpool(state.keyring.check, key)
+    return checked
 
 
 router = APIRouter()

@@ -1,0 +1,242 @@
+"""Benchmark the HTTP API against the raw stages it wraps (not a test).
+
+Measures, on this machine:
+
+* raw landmarker time per image (``LandmarkDetector`` in image mode, no HTTP);
+* decode time per upload (``decode_image``);
+* ``POST /v1/detect`` median and p95 latency over loopback, one client;
+* throughput (requests/s) with 1 and 2 workers under concurrent load;
+* resident memory of the server after 200 and after 2,000 requests cycling
+  good and bad inputs.
+
+Targets: median API latency <= 1.3 x (raw + decode); memory growth between
+the two readings < 5 %. Run from the repository root::
+
+    python benchmarks/bench_api.py [--requests 200] [--load-seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import yaml
+from PIL import Image
+
+from airctrl.api.auth import hash_key
+from airctrl.assets import resolve_model, resolve_sample
+from airctrl.config import Settings
+from airctrl.decode import decode_image
+from airctrl.landmarks import LandmarkDetector
+from airctrl.pipeline import landmarker_options
+from airctrl.types import Frame
+
+KEY = "bench-key-0123456789abcdef"
+LATENCY_TARGET = 1.3
+MEMORY_GROWTH_TARGET = 0.05
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of ``pid`` plus its children (uvicorn workers)."""
+    total = 0
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    for one in pids:
+        for line in Path(f"/proc/{one}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+@contextmanager
+def server(workdir: Path, workers: int) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    config = workdir / f"bench-{port}.yaml"
+    config.write_text(yaml.safe_dump({
+        "server": {"api_keys": [hash_key(KEY)], "port": port, "workers": workers},
+        "storage": {"backend": "none"},
+        "detection": {"max_faces": 12},
+        "logging": {"level": "WARNING"},
+    }))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "airctrl.cli", "--config", str(config), "serve"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    else:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise RuntimeError("server did not start")
+    try:
+        yield url, process.pid
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+def p95_ms(samples: list[float]) -> float:
+    return float(np.percentile(samples, 95)) * 1000
+
+
+def inputs() -> dict[str, bytes]:
+    """Uploads cycled in the memory run: good photos and the bad kinds."""
+    face_bytes = resolve_sample("single_face.jpg").read_bytes()
+    face = np.asarray(Image.open(io.BytesIO(face_bytes)).convert("RGB"))
+    tile = cv2.resize(face, (230, 230), interpolation=cv2.INTER_AREA)
+    grid = np.vstack([np.hstack([tile] * 4)] * 3)
+    buffer = io.BytesIO()
+    Image.fromarray(grid).save(buffer, "JPEG", quality=90)
+    png = io.BytesIO()
+    Image.fromarray(face).convert("RGBA").save(png, "PNG")
+    return {
+        "one_face": face_bytes,
+        "no_face": resolve_sample("free-mountain-vector-01.jpg").read_bytes(),
+        "grid12": buffer.getvalue(),
+        "rgba_png": png.getvalue(),
+        "truncated": face_bytes[: len(face_bytes) // 2],
+        "empty": b"",
+        "html": b"<!doctype html><html><body>not an image</body></html>",
+    }
+
+
+def bench_latency(url: str, data: bytes, repeats: int) -> tuple[list[float], ...]:
+    """Time raw decode, raw landmarker and the API call, interleaved.
+
+    Interleaving makes all three see the same background load, so their ratio
+    holds on a busy machine. Returns (decode, detect, api) seconds per sample.
+    """
+    settings = Settings.model_validate({"detection": {"max_faces": 12}})
+    decode_times, detect_times, api_times = [], [], []
+    with LandmarkDetector(resolve_model(), mode="image",
+                          options=landmarker_options(settings)) as detector, \
+            httpx.Client(base_url=url, timeout=60) as client:
+        for index in range(repeats + 10):
+            started = time.perf_counter()
+            decoded = decode_image(data)
+            decoded_at = time.perf_counter()
+            detector.detect(Frame(decoded.image, 0, index))
+            detected_at = time.perf_counter()
+            status = post(client, data)
+            answered_at = time.perf_counter()
+            if status != 200:
+                raise RuntimeError(f"unexpected status {status}")
+            if index >= 10:  # warm-up
+                decode_times.append(decoded_at - started)
+                detect_times.append(detected_at - decoded_at)
+                api_times.append(answered_at - detected_at)
+    return decode_times, detect_times, api_times
+
+
+def post(client: httpx.Client, data: bytes) -> int:
+    response = client.post("/v1/detect", content=data,
+                           headers={"X-API-Key": KEY, "Content-Type": "image/jpeg"})
+    return response.status_code
+
+
+def bench_throughput(url: str, data: bytes, clients: int, seconds: float) -> float:
+    done = 0
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def loop() -> None:
+        nonlocal done
+        with httpx.Client(base_url=url, timeout=60) as client:
+            while time.monotonic() < stop_at:
+                if post(client, data) == 200:
+                    with lock:
+                        done += 1
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=loop) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return done / (time.monotonic() - started)
+
+
+def bench_memory(url: str, pid: int, uploads: dict[str, bytes]) -> tuple[int, int]:
+    cycle = list(uploads.values())
+    readings = {}
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for index in range(2000):
+            status = post(client, cycle[index % len(cycle)])
+            if status >= 500:
+                raise RuntimeError(f"server error {status}")
+            if index + 1 in (200, 2000):
+                readings[index + 1] = rss_bytes(pid)
+    return readings[200], readings[2000]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200, help="latency samples")
+    parser.add_argument("--load-seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients for throughput")
+    args = parser.parse_args()
+
+    photo = resolve_sample("single_face.jpg").read_bytes()
+    with tempfile.TemporaryDirectory() as folder:
+        workdir = Path(folder)
+        with server(workdir, 1) as (url, pid):
+            decode_times, detect_times, latency = bench_latency(url, photo, args.requests)
+            raw_ms, decode_ms = median_ms(detect_times), median_ms(decode_times)
+            api_ms = median_ms(latency)
+            ratio = api_ms / (raw_ms + decode_ms)
+            print(f"raw landmarker, single_face.jpg:   median {raw_ms:7.2f} ms")
+            print(f"decode, single_face.jpg:           median {decode_ms:7.2f} ms")
+            print(f"POST /v1/detect, 1 client:         median {api_ms:7.2f} ms, "
+                  f"p95 {p95_ms(latency):7.2f} ms")
+            print(f"latency ratio api / (raw + decode): {ratio:.2f} "
+                  f"(target <= {LATENCY_TARGET}) {'OK' if ratio <= LATENCY_TARGET else 'MISSED'}")
+            one = bench_throughput(url, photo, args.clients, args.load_seconds)
+            print(f"throughput, 1 worker, {args.clients} clients:  {one:6.1f} req/s")
+            before, after = bench_memory(url, pid, inputs())
+            growth = (after - before) / before
+            print(f"server RSS after 200 requests:     {before / 2**20:7.1f} MiB")
+            print(f"server RSS after 2000 requests:    {after / 2**20:7.1f} MiB")
+            print(f"memory growth 200 -> 2000:         {growth * 100:+.2f} % "
+                  f"(target < {MEMORY_GROWTH_TARGET * 100:.0f} %) "
+                  f"{'OK' if growth < MEMORY_GROWTH_TARGET else 'MISSED'}")
+        with server(workdir, 2) as (url, _pid):
+            two = bench_throughput(url, photo, args.clients, args.load_seconds)
+            print(f"throughput, 2 workers, {args.clients} clients: {two:6.1f} req/s "
+                  f"({two / one:.2f} x one worker; this machine has {os.cpu_count()} cores)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
