@@ -209,3 +209,14 @@ def test_shipped_parameters_were_fitted_by_calibrate() -> None:
     assert params.meta["fitted_by"] == "airctrl calibrate"
     assert params.meta["contempt"] == "drop"
     assert 0.3 < params.temperature < 3.0
+
+
+@pytest.mark.parametrize("label", [c for c in EMOTIONS if c != "neutral"])
+def test_shipped_weights_never_penalise_a_class_for_its_own_prototype(
+    label: str,
+) -> None:
+    from airctrl.calibration import prototype_units
+
+    weights = load_params().weights[label]
+    assert prototype_units(label)
+    assert all(weights.get(unit, 0.0) >= 0.0 for unit in prototype_units(label))

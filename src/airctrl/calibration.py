@@ -420,6 +420,7 @@ class FitOptions:
     anchor_weight: float = ANCHOR_WEIGHT
     subject_weighting: bool = True
     use_geometry: bool = True
+    use_prototypes: bool = False
     dataset_balance_power: float = DATASET_BALANCE_POWER
     balance_power: float = BALANCE_POWER
 
@@ -557,6 +558,28 @@ def _fit_linear(
     return center, weights, bias
 
 
+def prototype_units(label: str) -> frozenset[str]:
+    """Return the action units of ``label``'s main EMFACS pattern."""
+    patterns = ANCHOR_PATTERNS.get(label, ())
+    return frozenset(patterns[0]) if patterns else frozenset()
+
+
+def _project_monotone(weights: np.ndarray, terms: Sequence[str]) -> None:
+    """Clip to >= 0 the weight of each class on its own prototype units, in place.
+
+    More of a class's textbook movement must never lower that class's score.
+    With only ten fear photos the unconstrained fit can give e.g. "brow lower"
+    a small negative fear weight; the projection sets it to 0 instead.
+    """
+    from airctrl.types import EMOTIONS
+
+    for k, label in enumerate(EMOTIONS):
+        for unit in prototype_units(label):
+            if unit in terms:
+                j = list(terms).index(unit)
+                weights[k, j] = max(0.0, weights[k, j])
+
+
 def _scores(
     x: np.ndarray, center: np.ndarray, weights: np.ndarray, bias: np.ndarray
 ) -> np.ndarray:
@@ -611,6 +634,7 @@ def _fit_core(
     w_all = np.concatenate([w, np.full(len(anchor_rows), options.anchor_weight)])
     x_all = _design(list(unit_rows) + list(anchor_rows), terms)
     center, weights, bias = _fit_linear(x_all, y_all, w_all, options)
+    _project_monotone(weights, terms)
     # Centre on the photos only, so contributions compare with a real average face.
     photo_center = x_all[: len(unit_rows)].mean(axis=0)
     bias = bias + (photo_center - center) @ weights.T
@@ -626,15 +650,16 @@ def fit_params(
     """Fit the emotion model's parameters on labelled samples with a face.
 
     Multinomial logistic regression (scikit-learn) over the model terms, with
-    classes balanced, each photo weighted 1/sqrt(photos of the same subject),
-    and the EMFACS prototype anchors added as a prior. The temperature is fitted
+    classes and datasets partly balanced, each photo weighted 1/sqrt(photos of
+    the same subject), the EMFACS prototype anchors added as a prior, and each
+    class's weights on its own prototype units clipped to >= 0. The temperature is fitted
     on out-of-fold scores from subject-disjoint folds, so stated confidence
     matches accuracy on unseen people. Deterministic for a given seed.
 
     Raises:
         ValueError: no sample has a face, or fewer than two classes are present.
     """
-    from airctrl.emotions import GEOMETRY_TERMS, UNIT_TERMS, EmotionParams
+    from airctrl.emotions import GEOMETRY_TERMS, MODEL_UNITS, PROTOTYPES, EmotionParams
     from airctrl.types import EMOTIONS
 
     options = options or FitOptions()
@@ -654,7 +679,11 @@ def fit_params(
     groups = [s.row.groups.get("subject") or s.row.relative_path for s in usable]
     y = np.array([EMOTIONS.index(label) for label in labels])
 
-    terms = UNIT_TERMS + (GEOMETRY_TERMS if options.use_geometry else ())
+    terms = (
+        MODEL_UNITS
+        + (tuple(PROTOTYPES) if options.use_prototypes else ())
+        + (GEOMETRY_TERMS if options.use_geometry else ())
+    )
     center, weights, bias, rest = _fit_core(
         unit_rows, labels, weights_photo, options, terms
     )

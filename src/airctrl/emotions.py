@@ -5,10 +5,16 @@ Each class score is a bias plus one contribution per named term::
     score[c] = bias[c] + sum_j weight[c][j] * (t(x_j) - center[j])
     p = softmax(score / temperature)
 
-``x_j`` is either an action-unit-like feature from :mod:`airctrl.features`
-("lip-corner pull") or an EMFACS prototype term: the geometric mean of the
-units that make up a published expression prototype ("cheek raise x
-lip-corner pull" for happiness), or a geometry ratio ("mouth width"). ``t``
+``x_j`` is an action-unit-like feature from :mod:`airctrl.features`
+("lip-corner pull"), a geometry ratio ("mouth width") or, optionally, an
+EMFACS prototype term: the geometric mean of the units that make up a
+published expression prototype ("cheek raise x lip-corner pull" for
+happiness). The shipped parameters leave prototype terms out: on the dev set
+they added nothing measurable and their weights on other classes read badly
+as evidence ("brow lower x lid tighten x lip press" raising happy). The
+prototypes instead act as a prior during fitting (see
+:mod:`airctrl.calibration`), and every class's weight on its own prototype
+units is kept >= 0. ``t``
 is ``sqrt(x + 0.01)`` for units and prototypes, which spreads the small scores
 MediaPipe gives subtle expressions (closed-mouth smiles), and the identity for
 geometry. ``center`` is the population mean of ``t(x_j)``, so a contribution

@@ -70,6 +70,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--c", type=float, default=DEFAULT_C, help="inverse L2 regularisation strength"
     )
+    parser.add_argument(
+        "--prototype-terms",
+        action="store_true",
+        help="also give the model EMFACS prototype terms (geometric means of units)",
+    )
     parser.set_defaults(handler=_handle)
 
 
@@ -83,7 +88,12 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:
         args.output,
         args.report_dir,
         settings,
-        options=FitOptions(c=args.c, folds=args.folds, seed=args.seed),
+        options=FitOptions(
+            c=args.c,
+            folds=args.folds,
+            seed=args.seed,
+            use_prototypes=args.prototype_terms,
+        ),
         cv=args.cv,
     )
     print(summary)
