@@ -75,15 +75,25 @@ def rss_bytes(pid: int) -> int:
 def server(workdir: Path, workers: int) -> Iterator[tuple[str, int]]:
     port = free_port()
     config = workdir / f"bench-{port}.yaml"
-    config.write_text(yaml.safe_dump({
-        "server": {"api_keys": [hash_key(KEY)], "port": port, "workers": workers},
-        "storage": {"backend": "none"},
-        "detection": {"max_faces": 12},
-        "logging": {"level": "WARNING"},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "server": {
+                    "api_keys": [hash_key(KEY)],
+                    "port": port,
+                    "workers": workers,
+                },
+                "storage": {"backend": "none"},
+                "detection": {"max_faces": 12},
+                "logging": {"level": "WARNING"},
+            }
+        )
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "airctrl.cli", "--config", str(config), "serve"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -140,9 +150,12 @@ def bench_latency(url: str, data: bytes, repeats: int) -> tuple[list[float], ...
     """
     settings = Settings.model_validate({"detection": {"max_faces": 12}})
     decode_times, detect_times, api_times = [], [], []
-    with LandmarkDetector(resolve_model(), mode="image",
-                          options=landmarker_options(settings)) as detector, \
-            httpx.Client(base_url=url, timeout=60) as client:
+    with (
+        LandmarkDetector(
+            resolve_model(), mode="image", options=landmarker_options(settings)
+        ) as detector,
+        httpx.Client(base_url=url, timeout=60) as client,
+    ):
         for index in range(repeats + 10):
             started = time.perf_counter()
             decoded = decode_image(data)
@@ -161,8 +174,11 @@ def bench_latency(url: str, data: bytes, repeats: int) -> tuple[list[float], ...
 
 
 def post(client: httpx.Client, data: bytes) -> int:
-    response = client.post("/v1/detect", content=data,
-                           headers={"X-API-Key": KEY, "Content-Type": "image/jpeg"})
+    response = client.post(
+        "/v1/detect",
+        content=data,
+        headers={"X-API-Key": KEY, "Content-Type": "image/jpeg"},
+    )
     return response.status_code
 
 
@@ -205,36 +221,49 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200, help="latency samples")
     parser.add_argument("--load-seconds", type=float, default=10.0)
-    parser.add_argument("--clients", type=int, default=8, help="concurrent clients for throughput")
+    parser.add_argument(
+        "--clients", type=int, default=8, help="concurrent clients for throughput"
+    )
     args = parser.parse_args()
 
     photo = resolve_sample("single_face.jpg").read_bytes()
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
         with server(workdir, 1) as (url, pid):
-            decode_times, detect_times, latency = bench_latency(url, photo, args.requests)
+            decode_times, detect_times, latency = bench_latency(
+                url, photo, args.requests
+            )
             raw_ms, decode_ms = median_ms(detect_times), median_ms(decode_times)
             api_ms = median_ms(latency)
             ratio = api_ms / (raw_ms + decode_ms)
             print(f"raw landmarker, single_face.jpg:   median {raw_ms:7.2f} ms")
             print(f"decode, single_face.jpg:           median {decode_ms:7.2f} ms")
-            print(f"POST /v1/detect, 1 client:         median {api_ms:7.2f} ms, "
-                  f"p95 {p95_ms(latency):7.2f} ms")
-            print(f"latency ratio api / (raw + decode): {ratio:.2f} "
-                  f"(target <= {LATENCY_TARGET}) {'OK' if ratio <= LATENCY_TARGET else 'MISSED'}")
+            print(
+                f"POST /v1/detect, 1 client:         median {api_ms:7.2f} ms, "
+                f"p95 {p95_ms(latency):7.2f} ms"
+            )
+            print(
+                f"latency ratio api / (raw + decode): {ratio:.2f} "
+                f"(target <= {LATENCY_TARGET}) "
+                f"{'OK' if ratio <= LATENCY_TARGET else 'MISSED'}"
+            )
             one = bench_throughput(url, photo, args.clients, args.load_seconds)
             print(f"throughput, 1 worker, {args.clients} clients:  {one:6.1f} req/s")
             before, after = bench_memory(url, pid, inputs())
             growth = (after - before) / before
             print(f"server RSS after 200 requests:     {before / 2**20:7.1f} MiB")
             print(f"server RSS after 2000 requests:    {after / 2**20:7.1f} MiB")
-            print(f"memory growth 200 -> 2000:         {growth * 100:+.2f} % "
-                  f"(target < {MEMORY_GROWTH_TARGET * 100:.0f} %) "
-                  f"{'OK' if growth < MEMORY_GROWTH_TARGET else 'MISSED'}")
+            print(
+                f"memory growth 200 -> 2000:         {growth * 100:+.2f} % "
+                f"(target < {MEMORY_GROWTH_TARGET * 100:.0f} %) "
+                f"{'OK' if growth < MEMORY_GROWTH_TARGET else 'MISSED'}"
+            )
         with server(workdir, 2) as (url, _pid):
             two = bench_throughput(url, photo, args.clients, args.load_seconds)
-            print(f"throughput, 2 workers, {args.clients} clients: {two:6.1f} req/s "
-                  f"({two / one:.2f} x one worker; this machine has {os.cpu_count()} cores)")
+            print(
+                f"throughput, 2 workers, {args.clients} clients: {two:6.1f} req/s "
+                f"({two / one:.2f} x one worker; {os.cpu_count()} cores)"
+            )
     return 0
 
 

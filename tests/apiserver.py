@@ -49,9 +49,11 @@ def _wait_for_port(port: int, process: subprocess.Popen[Any], timeout: float) ->
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"process exited early with code {process.returncode}")
-        with contextlib.suppress(OSError):
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", port), timeout=0.2),
+        ):
+            return
         time.sleep(0.05)
     raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
 
@@ -73,9 +75,22 @@ def redis_server(workdir: Path) -> Iterator[str]:
         raise RuntimeError("redis-server is not installed; run scripts/setup.sh")
     port = free_port()
     process = subprocess.Popen(
-        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            REDIS_SERVER,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         _wait_for_port(port, process, 10)
@@ -94,7 +109,10 @@ def base_settings(workdir: Path, **server: Any) -> dict[str, Any]:
     """Return a settings dict for a test server: one key, SQLite in ``workdir``."""
     return {
         "server": {"api_keys": [api_key_hash()], "host": "127.0.0.1", **server},
-        "storage": {"backend": "sqlite", "sqlite_path": str(workdir / "history.sqlite3")},
+        "storage": {
+            "backend": "sqlite",
+            "sqlite_path": str(workdir / "history.sqlite3"),
+        },
         "detection": {"max_faces": 12},
         "logging": {"level": "WARNING"},
     }
@@ -113,7 +131,11 @@ def airctrl_server(
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "airctrl.cli", "--config", str(config), "serve"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workdir, start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=workdir,
+        start_new_session=True,
     )
     scheme = "https" if tls else "http"
     url = f"{scheme}://127.0.0.1:{port}"
@@ -127,7 +149,10 @@ def airctrl_server(
                     context = ssl.create_default_context()
                     context.check_hostname = False
                     context.verify_mode = ssl.CERT_NONE
-                if httpx.get(url + "/readyz", verify=context, timeout=2).status_code == 200:
+                if (
+                    httpx.get(url + "/readyz", verify=context, timeout=2).status_code
+                    == 200
+                ):
                     break
             time.sleep(0.2)
         else:
@@ -140,7 +165,9 @@ def airctrl_server(
 
 def server_log(workdir: Path) -> str:
     """Return every server log written in ``workdir`` (for failure messages)."""
-    return "\n".join(p.read_text(errors="replace") for p in sorted(workdir.glob("server-*.log")))
+    return "\n".join(
+        p.read_text(errors="replace") for p in sorted(workdir.glob("server-*.log"))
+    )
 
 
 def have(tool: str) -> bool:

@@ -1,7 +1,6 @@
-"""The HTTP API through FastAPI's TestClient: uploads, hard cases, auth, limits, history."""
+"""The HTTP API via TestClient: uploads, hard cases, auth, limits, history."""
 
 from __future__ import annotations
-
 
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -26,11 +25,16 @@ Array = npt.NDArray[np.uint8]
 
 
 def make_settings(tmp: Path, **server: Any) -> Settings:
-    return Settings.model_validate({
-        "server": {"api_keys": [api_key_hash()], **server},
-        "storage": {"backend": "sqlite", "sqlite_path": str(tmp / "history.sqlite3")},
-        "detection": {"max_faces": 12},
-    })
+    return Settings.model_validate(
+        {
+            "server": {"api_keys": [api_key_hash()], **server},
+            "storage": {
+                "backend": "sqlite",
+                "sqlite_path": str(tmp / "history.sqlite3"),
+            },
+            "detection": {"max_faces": 12},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +64,9 @@ def upload(client: TestClient, data: bytes, **kwargs: Any) -> Any:
 # -- one image -----------------------------------------------------------------
 
 
-def test_detect_finds_one_happy_face_with_evidence(client: TestClient, face: Array) -> None:
+def test_detect_finds_one_happy_face_with_evidence(
+    client: TestClient, face: Array
+) -> None:
     response = upload(client, media.jpeg(face))
 
     assert response.status_code == 200
@@ -74,7 +80,9 @@ def test_detect_finds_one_happy_face_with_evidence(client: TestClient, face: Arr
     # The face sits around (282, 288) in the 572x562 photo (see tests/media.py).
     x, y, w, h = found["box"]
     assert x < 282 < x + w and y < 288 < y + h
-    assert isinstance(found["evidence"], list) and isinstance(found["quality_flags"], list)
+    assert isinstance(found["evidence"], list) and isinstance(
+        found["quality_flags"], list
+    )
 
 
 def test_raw_image_body_gives_the_same_answer_as_multipart(
@@ -82,8 +90,9 @@ def test_raw_image_body_gives_the_same_answer_as_multipart(
 ) -> None:
     data = media.jpeg(face)
 
-    raw = client.post("/v1/detect", content=data,
-                      headers={**KEY, "Content-Type": "image/jpeg"}).json()
+    raw = client.post(
+        "/v1/detect", content=data, headers={**KEY, "Content-Type": "image/jpeg"}
+    ).json()
     form = upload(client, data).json()
 
     assert raw["faces"] == form["faces"]
@@ -92,24 +101,29 @@ def test_raw_image_body_gives_the_same_answer_as_multipart(
 def test_content_is_decided_from_bytes_not_the_declared_type(
     client: TestClient, face: Array
 ) -> None:
-    response = client.post("/v1/detect", content=media.png(face),
-                           headers={**KEY, "Content-Type": "image/jpeg"})
+    response = client.post(
+        "/v1/detect",
+        content=media.png(face),
+        headers={**KEY, "Content-Type": "image/jpeg"},
+    )
 
     assert response.status_code == 200
     assert response.json()["source_format"] == "PNG"
 
 
 def test_text_content_type_is_refused_with_415(client: TestClient) -> None:
-    response = client.post("/v1/detect", content=b"hello",
-                           headers={**KEY, "Content-Type": "text/plain"})
+    response = client.post(
+        "/v1/detect", content=b"hello", headers={**KEY, "Content-Type": "text/plain"}
+    )
 
     assert response.status_code == 415
     assert "multipart" in response.json()["detail"]
 
 
 def test_multipart_without_file_field_is_400(client: TestClient, face: Array) -> None:
-    response = client.post("/v1/detect", files={"picture": ("a.jpg", media.jpeg(face))},
-                           headers=KEY)
+    response = client.post(
+        "/v1/detect", files={"picture": ("a.jpg", media.jpeg(face))}, headers=KEY
+    )
 
     assert response.status_code == 400
     assert "'file'" in response.json()["detail"]
@@ -126,7 +140,9 @@ def _case_inputs(face: Array, landscape: bytes) -> dict[str, bytes]:
         "rgb16": media.rgb48_png(face),
         "cmyk": media.cmyk_jpeg(face),
         "exif6": media.exif_oriented_jpeg(face, 6),
-        "huge_small_face": media.jpeg(media.small_face_on_huge_canvas(face)[0], quality=80),
+        "huge_small_face": media.jpeg(
+            media.small_face_on_huge_canvas(face)[0], quality=80
+        ),
         "tiny": media.png(face[:8, :8]),
         "truncated": media.truncated(media.jpeg(face)),
         "empty": b"",
@@ -223,7 +239,9 @@ def test_twelve_face_grid_reports_twelve_faces_mostly_happy(
     assert sum(f["emotion"] == "happy" for f in body["faces"]) >= 10
 
 
-def test_half_face_is_absent_or_marked_partial(client: TestClient, cases: dict[str, bytes]) -> None:
+def test_half_face_is_absent_or_marked_partial(
+    client: TestClient, cases: dict[str, bytes]
+) -> None:
     body = upload(client, cases["half_face"]).json()
 
     assert body["face_count"] in (0, 1)
@@ -252,7 +270,7 @@ def test_small_face_in_huge_photo_is_found_or_reported_as_maybe_too_small(
     if body["face_count"] == 0:
         assert any("too small" in w or "smaller" in w for w in body["warnings"])
     else:
-        x, y, w, h = body["faces"][0]["box"]
+        x, _y, w, _h = body["faces"][0]["box"]
         assert 6000 * 0.62 <= x + w / 2 <= 6000 * 0.62 + 260
 
 
@@ -282,7 +300,12 @@ def test_batch_returns_each_item_result_or_error_in_order(
     assert response.status_code == 200
     items = response.json()["items"]
     assert [i["status"] for i in items] == [200, 400, 415, 200]
-    assert [i["filename"] for i in items] == ["one.jpg", "empty.jpg", "page.jpg", "grid.jpg"]
+    assert [i["filename"] for i in items] == [
+        "one.jpg",
+        "empty.jpg",
+        "page.jpg",
+        "grid.jpg",
+    ]
     assert items[0]["result"]["face_count"] == 1
     assert items[3]["result"]["face_count"] == 12
     assert "empty" in items[1]["error"]
@@ -305,9 +328,12 @@ def small_limit_client(api_dir: Path, model_path: Path) -> Iterator[TestClient]:
         yield test_client
 
 
-def test_declared_oversize_body_is_refused_with_413(small_limit_client: TestClient) -> None:
+def test_declared_oversize_body_is_refused_with_413(
+    small_limit_client: TestClient,
+) -> None:
     response = small_limit_client.post(
-        "/v1/detect", content=b"\xff\xd8" + b"0" * 200_000,
+        "/v1/detect",
+        content=b"\xff\xd8" + b"0" * 200_000,
         headers={**KEY, "Content-Type": "image/jpeg"},
     )
 
@@ -315,7 +341,9 @@ def test_declared_oversize_body_is_refused_with_413(small_limit_client: TestClie
     assert "limit" in response.json()["detail"]
 
 
-def test_chunked_oversize_body_is_cut_off_with_413(small_limit_client: TestClient) -> None:
+def test_chunked_oversize_body_is_cut_off_with_413(
+    small_limit_client: TestClient,
+) -> None:
     # TestClient buffers the body, so this checks the counting path only; the
     # early cut-off over a real socket is tested in test_api_server.py.
     def chunks() -> Iterator[bytes]:
@@ -329,7 +357,9 @@ def test_chunked_oversize_body_is_cut_off_with_413(small_limit_client: TestClien
     assert response.status_code == 413
 
 
-def test_upload_within_limit_is_analysed(small_limit_client: TestClient, face: Array) -> None:
+def test_upload_within_limit_is_analysed(
+    small_limit_client: TestClient, face: Array
+) -> None:
     data = media.jpeg(face, quality=70)
     assert len(data) < 50_000
 
@@ -353,15 +383,25 @@ def test_upload_within_limit_is_analysed(small_limit_client: TestClient, face: A
 def test_detect_needs_a_valid_api_key(
     client: TestClient, face: Array, headers: dict[str, str], status: int
 ) -> None:
-    response = client.post("/v1/detect", files={"file": ("a.jpg", media.jpeg(face))},
-                           headers=headers)
+    response = client.post(
+        "/v1/detect", files={"file": ("a.jpg", media.jpeg(face))}, headers=headers
+    )
 
     assert response.status_code == status
 
 
 @pytest.mark.parametrize(
-    "path", ["/healthz", "/readyz", "/metrics", "/", "/static/app.js", "/static/style.css",
-             "/openapi.json", "/docs"],
+    "path",
+    [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/",
+        "/static/app.js",
+        "/static/style.css",
+        "/openapi.json",
+        "/docs",
+    ],
 )
 def test_open_paths_need_no_key(client: TestClient, path: str) -> None:
     assert client.get(path).status_code == 200
@@ -369,8 +409,11 @@ def test_open_paths_need_no_key(client: TestClient, path: str) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("get", "/v1/subjects/s1/history"), ("delete", "/v1/subjects/s1"),
-     ("put", "/v1/subjects/s1/consent")],
+    [
+        ("get", "/v1/subjects/s1/history"),
+        ("delete", "/v1/subjects/s1"),
+        ("put", "/v1/subjects/s1/consent"),
+    ],
     ids=["history", "delete", "consent"],
 )
 def test_subject_routes_need_a_key(client: TestClient, method: str, path: str) -> None:
@@ -382,15 +425,23 @@ def test_key_removed_from_keys_file_is_revoked(
 ) -> None:
     other = "second-key-abcdefghijklmnop"
     keys_file = tmp_path / "keys.txt"
-    keys_file.write_text(f"# test keys\nalice {api_key_hash()}\nbob {hash_key(other)}\n")
-    settings = Settings.model_validate({
-        "server": {"api_keys_file": str(keys_file)},
-        "storage": {"backend": "none"},
-    })
+    keys_file.write_text(
+        f"# test keys\nalice {api_key_hash()}\nbob {hash_key(other)}\n"
+    )
+    settings = Settings.model_validate(
+        {
+            "server": {"api_keys_file": str(keys_file)},
+            "storage": {"backend": "none"},
+        }
+    )
     with TestClient(create_app(settings, model_path=model_path)) as test_client:
+
         def status(key: str) -> int:
-            return int(test_client.get("/v1/subjects/x/history",
-                                       headers={"X-API-Key": key}).status_code)
+            return int(
+                test_client.get(
+                    "/v1/subjects/x/history", headers={"X-API-Key": key}
+                ).status_code
+            )
 
         assert status(other) == 404 and status(API_KEY) == 404
         keys_file.write_text(f"alice {api_key_hash()}\n")
@@ -400,7 +451,9 @@ def test_key_removed_from_keys_file_is_revoked(
 
 
 def test_plain_key_in_config_is_refused_at_start(tmp_path: Path) -> None:
-    settings = Settings.model_validate({"server": {"api_keys": ["my-plain-secret-key-123"]}})
+    settings = Settings.model_validate(
+        {"server": {"api_keys": ["my-plain-secret-key-123"]}}
+    )
 
     with pytest.raises(ConfigError, match="hash"):
         create_app(settings)
@@ -424,13 +477,17 @@ def test_kiosk_key_is_given_to_the_page_and_accepted(
 ) -> None:
     kiosk = tmp_path / "kiosk.key"
     kiosk.write_text("kiosk-key-abcdefghijklmnop\n")
-    settings = Settings.model_validate({
-        "server": {"kiosk_key_file": str(kiosk)}, "storage": {"backend": "none"},
-    })
+    settings = Settings.model_validate(
+        {
+            "server": {"kiosk_key_file": str(kiosk)},
+            "storage": {"backend": "none"},
+        }
+    )
     with TestClient(create_app(settings, model_path=model_path)) as test_client:
         config = test_client.get("/web-config.json").json()
-        answer = test_client.get("/v1/subjects/x/history",
-                                 headers={"X-API-Key": config["kiosk_key"]})
+        answer = test_client.get(
+            "/v1/subjects/x/history", headers={"X-API-Key": config["kiosk_key"]}
+        )
 
     assert config["kiosk_key"] == "kiosk-key-abcdefghijklmnop"
     assert answer.status_code == 404
@@ -448,10 +505,14 @@ def test_detect_with_subject_but_no_consent_stores_nothing(
     assert client.get("/v1/subjects/no-consent/history", headers=KEY).status_code == 404
 
 
-def test_history_aggregates_detections_after_consent(client: TestClient, face: Array) -> None:
+def test_history_aggregates_detections_after_consent(
+    client: TestClient, face: Array
+) -> None:
     assert client.put("/v1/subjects/alice/consent", headers=KEY).status_code == 200
     for _ in range(3):
-        upload(client, media.jpeg(face), params={"subject_id": "alice", "session_id": "s1"})
+        upload(
+            client, media.jpeg(face), params={"subject_id": "alice", "session_id": "s1"}
+        )
 
     history = client.get("/v1/subjects/alice/history", headers=KEY).json()
 
@@ -468,11 +529,16 @@ def _sqlite_contains(path: Path, needle: str) -> list[str]:
     """Return 'table.column' for every cell in every table that contains ``needle``."""
     hits = []
     with sqlite3.connect(path) as conn:
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        tables = [
+            r[0]
+            for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        ]
         for table in tables:
             columns = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
             for row in conn.execute(f"SELECT * FROM {table}"):
-                hits += [f"{table}.{c}" for c, v in zip(columns, row) if needle in str(v)]
+                hits += [
+                    f"{table}.{c}" for c, v in zip(columns, row) if needle in str(v)
+                ]
     return hits
 
 
@@ -505,8 +571,11 @@ def test_detect_after_erasure_stores_nothing_until_consent_again(
     assert client.get("/v1/subjects/bob/history", headers=KEY).status_code == 404
 
 
-@pytest.mark.parametrize("subject", ["a b", "x" * 65, "semi;colon", "%2e%2e"],
-                         ids=["space", "too-long", "semicolon", "dots-escaped"])
+@pytest.mark.parametrize(
+    "subject",
+    ["a b", "x" * 65, "semi;colon", "%2e%2e"],
+    ids=["space", "too-long", "semicolon", "dots-escaped"],
+)
 def test_malformed_subject_id_is_422(client: TestClient, subject: str) -> None:
     response = client.get(f"/v1/subjects/{subject}/history", headers=KEY)
 
@@ -514,11 +583,16 @@ def test_malformed_subject_id_is_422(client: TestClient, subject: str) -> None:
     assert set(response.json()) == {"detail"}
 
 
-# -- errors, docs, metrics --------------------------------------------------------------
+# -- errors, docs, metrics -----------------------------------------------------
 
 
-def test_error_bodies_hold_no_traceback_or_path(client: TestClient, cases: dict[str, bytes]) -> None:
-    bodies = [upload(client, cases[name]).text for name in ("empty", "html", "truncated", "tiny")]
+def test_error_bodies_hold_no_traceback_or_path(
+    client: TestClient, cases: dict[str, bytes]
+) -> None:
+    bodies = [
+        upload(client, cases[name]).text
+        for name in ("empty", "html", "truncated", "tiny")
+    ]
     bodies.append(client.get("/v1/nothing-here", headers=KEY).text)
 
     for text in bodies:
@@ -529,8 +603,14 @@ def test_error_bodies_hold_no_traceback_or_path(client: TestClient, cases: dict[
 def test_openapi_lists_the_routes(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
 
-    assert {"/v1/detect", "/v1/detect/batch", "/v1/subjects/{subject_id}/history",
-            "/v1/subjects/{subject_id}", "/healthz", "/readyz"} <= set(paths)
+    assert {
+        "/v1/detect",
+        "/v1/detect/batch",
+        "/v1/subjects/{subject_id}/history",
+        "/v1/subjects/{subject_id}",
+        "/healthz",
+        "/readyz",
+    } <= set(paths)
 
 
 def test_metrics_count_http_requests_by_route_template(client: TestClient) -> None:
@@ -543,28 +623,45 @@ def test_metrics_count_http_requests_by_route_template(client: TestClient) -> No
     assert "metrics-probe" not in text
 
 
-def test_readyz_is_503_when_the_store_is_unreachable(tmp_path: Path, model_path: Path) -> None:
+def test_readyz_is_503_when_the_store_is_unreachable(
+    tmp_path: Path, model_path: Path
+) -> None:
     from apiserver import free_port
 
-    settings = Settings.model_validate({
-        "server": {"api_keys": [api_key_hash()]},
-        "storage": {"backend": "redis", "redis_url": f"redis://127.0.0.1:{free_port()}/0"},
-    })
+    settings = Settings.model_validate(
+        {
+            "server": {"api_keys": [api_key_hash()]},
+            "storage": {
+                "backend": "redis",
+                "redis_url": f"redis://127.0.0.1:{free_port()}/0",
+            },
+        }
+    )
     with TestClient(create_app(settings, model_path=model_path)) as test_client:
         response = test_client.get("/readyz")
 
     assert response.status_code == 503
-    assert response.json() == {"status": "not ready", "model_loaded": True,
-                               "store_reachable": False}
+    assert response.json() == {
+        "status": "not ready",
+        "model_loaded": True,
+        "store_reachable": False,
+    }
 
 
-def test_history_route_answers_503_when_store_is_down(tmp_path: Path, model_path: Path) -> None:
+def test_history_route_answers_503_when_store_is_down(
+    tmp_path: Path, model_path: Path
+) -> None:
     from apiserver import free_port
 
-    settings = Settings.model_validate({
-        "server": {"api_keys": [api_key_hash()]},
-        "storage": {"backend": "redis", "redis_url": f"redis://127.0.0.1:{free_port()}/0"},
-    })
+    settings = Settings.model_validate(
+        {
+            "server": {"api_keys": [api_key_hash()]},
+            "storage": {
+                "backend": "redis",
+                "redis_url": f"redis://127.0.0.1:{free_port()}/0",
+            },
+        }
+    )
     with TestClient(create_app(settings, model_path=model_path)) as test_client:
         response = test_client.get("/v1/subjects/s1/history", headers=KEY)
 
@@ -572,13 +669,12 @@ def test_history_route_answers_503_when_store_is_down(tmp_path: Path, model_path
     assert "Redis" in response.json()["detail"]
 
 
-def test_web_page_holds_consent_banner_and_ships_no_remote_scripts(client: TestClient) -> None:
+def test_web_page_holds_consent_banner_and_ships_no_remote_scripts(
+    client: TestClient,
+) -> None:
     page = client.get("/").text
     script = client.get("/static/app.js").text
 
     assert 'id="consent-accept"' in page and 'id="consent-decline"' in page
     assert "http://" not in page + script and "https://" not in page + script
     assert "getUserMedia" in script and "/v1/stream" in script
-
-
-

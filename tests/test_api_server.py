@@ -1,4 +1,4 @@
-"""`airctrl serve` as real uvicorn subprocesses: TLS 1.3, several workers, load, limits."""
+"""`airctrl serve` as real uvicorn subprocesses: TLS 1.3, workers, load, limits."""
 
 from __future__ import annotations
 
@@ -33,23 +33,32 @@ def self_signed_pair(folder: Path) -> tuple[Path, Path]:
     """Write a self-signed certificate and key for 127.0.0.1."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_path, key_path
 
 
@@ -77,18 +86,22 @@ def _port(url: str) -> int:
 
 
 def test_tls_server_negotiates_tls_1_3(tls_server: str) -> None:
-    with socket.create_connection(("127.0.0.1", _port(tls_server)), timeout=5) as raw:
-        with client_context().wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-            version = tls.version()
+    with (
+        socket.create_connection(("127.0.0.1", _port(tls_server)), timeout=5) as raw,
+        client_context().wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        version = tls.version()
 
     assert version == "TLSv1.3"
 
 
 def test_tls_server_refuses_tls_1_2(tls_server: str) -> None:
     context = client_context(max_version=ssl.TLSVersion.TLSv1_2)
-    with socket.create_connection(("127.0.0.1", _port(tls_server)), timeout=5) as raw:
-        with pytest.raises(ssl.SSLError):
-            context.wrap_socket(raw, server_hostname="127.0.0.1")
+    with (
+        socket.create_connection(("127.0.0.1", _port(tls_server)), timeout=5) as raw,
+        pytest.raises(ssl.SSLError),
+    ):
+        context.wrap_socket(raw, server_hostname="127.0.0.1")
 
 
 def test_tls_server_answers_https_requests(tls_server: str) -> None:
@@ -128,8 +141,10 @@ def test_metrics_merge_every_worker(workers_server: str) -> None:
         text = client.get("/metrics").text
 
     counts = re.findall(
-        r'^airctrl_http_requests_total\{method="GET",route="/healthz",status="200"\} (\S+)$',
-        text, re.M,
+        r"^airctrl_http_requests_total"
+        r'\{method="GET",route="/healthz",status="200"\} (\S+)$',
+        text,
+        re.MULTILINE,
     )
     assert counts and float(counts[0]) >= 30
 
@@ -157,7 +172,9 @@ def test_sixteen_clients_each_get_their_own_image_answered(
                     if response.status_code != 200:
                         mismatches.append(f"{expected}: {response.status_code}")
                     elif response.json()["face_count"] != expected:
-                        mismatches.append(f"{expected}: got {response.json()['face_count']}")
+                        mismatches.append(
+                            f"{expected}: got {response.json()['face_count']}"
+                        )
 
     threads = [threading.Thread(target=client_loop, args=(n,)) for n in range(CLIENTS)]
     for thread in threads:
@@ -180,7 +197,8 @@ def test_chunked_upload_over_limit_is_cut_off_early(workers_server: str) -> None
         sock.settimeout(10)
         sock.connect((host, port))
         sock.sendall(
-            b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nX-API-Key: " + API_KEY.encode()
+            b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nX-API-Key: "
+            + API_KEY.encode()
             + b"\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n"
         )
         sock.setblocking(False)
@@ -215,10 +233,15 @@ def test_chunked_upload_over_limit_is_cut_off_early(workers_server: str) -> None
     assert sent < 6_000_000
 
 
-def test_declared_oversize_upload_is_refused_before_the_body(workers_server: str) -> None:
-    with socket.create_connection(("127.0.0.1", _port(workers_server)), timeout=10) as sock:
+def test_declared_oversize_upload_is_refused_before_the_body(
+    workers_server: str,
+) -> None:
+    with socket.create_connection(
+        ("127.0.0.1", _port(workers_server)), timeout=10
+    ) as sock:
         sock.sendall(
-            b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nX-API-Key: " + API_KEY.encode()
+            b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nX-API-Key: "
+            + API_KEY.encode()
             + b"\r\nContent-Type: image/jpeg\r\nContent-Length: 50000000\r\n\r\n"
         )
         answer = sock.recv(4096)

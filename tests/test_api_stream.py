@@ -24,10 +24,27 @@ KEY = {"X-API-Key": API_KEY}
 def frames(sample_path: Callable[[str], Path]) -> list[bytes]:
     """Every 4th frame of single_face.mp4 as JPEG bytes (18 frames, 640x360)."""
     out = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(sample_path("single_face.mp4")),
-         "-vf", "select=not(mod(n\\,4))", "-vsync", "vfr",
-         "-f", "image2pipe", "-c:v", "mjpeg", "-q:v", "4", "-"],
-        capture_output=True, check=True, timeout=60,
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-i",
+            str(sample_path("single_face.mp4")),
+            "-vf",
+            "select=not(mod(n\\,4))",
+            "-vsync",
+            "vfr",
+            "-f",
+            "image2pipe",
+            "-c:v",
+            "mjpeg",
+            "-q:v",
+            "4",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
     ).stdout
     parts = [b"\xff\xd8" + p for p in out.split(b"\xff\xd8")[1:]]
     assert len(parts) == 18
@@ -35,20 +52,31 @@ def frames(sample_path: Callable[[str], Path]) -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterator[TestClient]:
+def client(
+    tmp_path_factory: pytest.TempPathFactory, model_path: Path
+) -> Iterator[TestClient]:
     folder = tmp_path_factory.mktemp("stream")
-    settings = Settings.model_validate({
-        "server": {"api_keys": [api_key_hash()], "stream_queue_size": 2,
-                   "max_stream_sessions": 2},
-        "storage": {"backend": "sqlite", "sqlite_path": str(folder / "h.sqlite3")},
-    })
+    settings = Settings.model_validate(
+        {
+            "server": {
+                "api_keys": [api_key_hash()],
+                "stream_queue_size": 2,
+                "max_stream_sessions": 2,
+            },
+            "storage": {"backend": "sqlite", "sqlite_path": str(folder / "h.sqlite3")},
+        }
+    )
     with TestClient(create_app(settings, model_path=model_path)) as test_client:
         yield test_client
 
 
 def run_session(
-    ws: Any, frames: list[bytes], *, hello: dict[str, Any] | None = None,
-    timestamps: list[int] | None = None, lockstep: bool = True,
+    ws: Any,
+    frames: list[bytes],
+    *,
+    hello: dict[str, Any] | None = None,
+    timestamps: list[int] | None = None,
+    lockstep: bool = True,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Send ``frames`` and collect the answers; lockstep waits for each answer."""
     if hello is not None:
@@ -75,8 +103,9 @@ def test_stream_tracks_one_face_and_smooths_to_happy_mid_clip(
     client: TestClient, frames: list[bytes]
 ) -> None:
     with client.websocket_connect("/v1/stream", headers=KEY) as ws:
-        ready, answers = run_session(ws, frames, hello={},
-                                     timestamps=[i * 133 for i in range(18)])
+        ready, answers = run_session(
+            ws, frames, hello={}, timestamps=[i * 133 for i in range(18)]
+        )
 
     assert ready["type"] == "ready" and ready["storing"] is False
     assert [a["type"] for a in answers] == ["result"] * 18
@@ -118,7 +147,9 @@ def test_slow_consumer_gets_frames_dropped_and_counted(
     assert results[-1]["frame"] == len(burst) - 1
 
 
-def test_hello_key_authenticates_when_no_header(client: TestClient, frames: list[bytes]) -> None:
+def test_hello_key_authenticates_when_no_header(
+    client: TestClient, frames: list[bytes]
+) -> None:
     with client.websocket_connect("/v1/stream") as ws:
         ready, answers = run_session(ws, frames[:1], hello={"api_key": API_KEY})
 
@@ -149,7 +180,9 @@ def test_bad_frame_gets_an_error_and_the_session_goes_on(
     client: TestClient, frames: list[bytes]
 ) -> None:
     with client.websocket_connect("/v1/stream", headers=KEY) as ws:
-        _, answers = run_session(ws, [b"<html>not a frame</html>", b"", frames[0]], hello={})
+        _, answers = run_session(
+            ws, [b"<html>not a frame</html>", b"", frames[0]], hello={}
+        )
 
     assert [a["type"] for a in answers] == ["error", "error", "result"]
     assert "HTML" in answers[0]["detail"]
@@ -161,7 +194,7 @@ def test_consented_stream_stores_aggregates_and_erasure_removes_them(
 ) -> None:
     hello = {"subject_id": "viewer-1", "consent": True, "session_id": "sess-1"}
     with client.websocket_connect("/v1/stream", headers=KEY) as ws:
-        ready, answers = run_session(ws, frames[:5], hello=hello)
+        ready, _ = run_session(ws, frames[:5], hello=hello)
 
     history = client.get("/v1/subjects/viewer-1/history", headers=KEY).json()
     assert ready["storing"] is True and ready["session_id"] == "sess-1"
@@ -173,7 +206,9 @@ def test_consented_stream_stores_aggregates_and_erasure_removes_them(
     assert client.get("/v1/subjects/viewer-1/history", headers=KEY).status_code == 404
 
 
-def test_stream_without_consent_stores_nothing(client: TestClient, frames: list[bytes]) -> None:
+def test_stream_without_consent_stores_nothing(
+    client: TestClient, frames: list[bytes]
+) -> None:
     hello = {"subject_id": "viewer-2", "consent": False}
     with client.websocket_connect("/v1/stream", headers=KEY) as ws:
         ready, _ = run_session(ws, frames[:3], hello=hello)
@@ -201,8 +236,10 @@ def test_erasure_during_a_stream_stops_its_storing(
 
 
 def test_sessions_over_the_limit_are_told_to_retry(client: TestClient) -> None:
-    with client.websocket_connect("/v1/stream", headers=KEY) as first, \
-            client.websocket_connect("/v1/stream", headers=KEY) as second:
+    with (
+        client.websocket_connect("/v1/stream", headers=KEY) as first,
+        client.websocket_connect("/v1/stream", headers=KEY) as second,
+    ):
         first.send_text("{}")
         second.send_text("{}")
         assert first.receive_json()["type"] == "ready"
@@ -215,7 +252,9 @@ def test_sessions_over_the_limit_are_told_to_retry(client: TestClient) -> None:
     assert closed.value.code == 1013
 
 
-def test_every_session_closes_its_pipeline(client: TestClient, frames: list[bytes]) -> None:
+def test_every_session_closes_its_pipeline(
+    client: TestClient, frames: list[bytes]
+) -> None:
     counters = client.app.state.service.counters  # type: ignore[attr-defined]
     for _ in range(5):
         with client.websocket_connect("/v1/stream", headers=KEY) as ws:
@@ -226,8 +265,12 @@ def test_every_session_closes_its_pipeline(client: TestClient, frames: list[byte
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("[]", "JSON object"), ("{", "JSON object"), ('{"consent": "yes"}', "consent"),
-     ('{"subject_id": 5}', "subject_id")],
+    [
+        ("[]", "JSON object"),
+        ("{", "JSON object"),
+        ('{"consent": "yes"}', "consent"),
+        ('{"subject_id": 5}', "subject_id"),
+    ],
     ids=["list", "broken", "consent-type", "subject-type"],
 )
 def test_parse_hello_rejects_malformed_options(text: str, message: str) -> None:

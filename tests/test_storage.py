@@ -42,14 +42,18 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HistorySto
     opened.close()
 
 
-def tally(*labels_and_confidences: tuple[str, float], start: float = 100.0) -> SessionTally:
+def tally(
+    *labels_and_confidences: tuple[str, float], start: float = 100.0
+) -> SessionTally:
     result = SessionTally()
     for step, (label, confidence) in enumerate(labels_and_confidences):
         result.add(label, confidence, start + step)
     return result
 
 
-def test_merge_without_consent_is_refused_and_stores_nothing(store: HistoryStore) -> None:
+def test_merge_without_consent_is_refused_and_stores_nothing(
+    store: HistoryStore,
+) -> None:
     with pytest.raises(ConsentRequiredError):
         store.merge("s1", "a", tally(("happy", 0.9)))
 
@@ -59,7 +63,9 @@ def test_merge_without_consent_is_refused_and_stores_nothing(store: HistoryStore
 
 def test_merges_add_up_per_session(store: HistoryStore) -> None:
     store.record_consent("s1", at=50.0)
-    store.merge("s1", "a", tally(("happy", 0.8), ("happy", 0.6), ("sad", 0.5), start=100))
+    store.merge(
+        "s1", "a", tally(("happy", 0.8), ("happy", 0.6), ("sad", 0.5), start=100)
+    )
     store.merge("s1", "a", tally(("happy", 1.0), start=90))
     store.merge("s1", "b", tally(("neutral", 0.4), start=200))
 
@@ -70,7 +76,10 @@ def test_merges_add_up_per_session(store: HistoryStore) -> None:
     first = history.sessions[0]
     assert first.frames == 4
     assert first.counts == {"happy": 3, "sad": 1}
-    assert first.mean_confidence == {"happy": pytest.approx(0.8), "sad": pytest.approx(0.5)}
+    assert first.mean_confidence == {
+        "happy": pytest.approx(0.8),
+        "sad": pytest.approx(0.5),
+    }
     assert (first.first_seen, first.last_seen) == (90.0, 102.0)
     assert history.frames == 5
     assert history.counts["happy"] == 3 and history.counts["neutral"] == 1
@@ -108,8 +117,11 @@ def test_delete_subject_keeps_other_subjects(store: HistoryStore) -> None:
     assert store.history("other").frames == 1
 
 
-@pytest.mark.parametrize("bad", ["", "a b", "x" * 65, "a*", "{a}", "a:b"],
-                         ids=["empty", "space", "long", "glob", "braces", "colon"])
+@pytest.mark.parametrize(
+    "bad",
+    ["", "a b", "x" * 65, "a*", "{a}", "a:b"],
+    ids=["empty", "space", "long", "glob", "braces", "colon"],
+)
 def test_malformed_ids_are_refused(store: HistoryStore, bad: str) -> None:
     with pytest.raises(InvalidSubjectError):
         store.record_consent(bad)
@@ -128,11 +140,15 @@ def test_sqlite_erasure_leaves_no_row_and_no_bytes(tmp_path: Path) -> None:
     store.close()
 
     with sqlite3.connect(path) as conn:
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        tables = [
+            r[0]
+            for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        ]
         rows = [(t, row) for t in tables for row in conn.execute(f"SELECT * FROM {t}")]
     assert len(tables) == 3
-    assert rows and all(subject not in str(row) and "session-9" not in str(row)
-                        for _, row in rows)
+    assert rows and all(
+        subject not in str(row) and "session-9" not in str(row) for _, row in rows
+    )
     raw = path.read_bytes()
     assert subject.encode() not in raw and b"session-9" not in raw
 

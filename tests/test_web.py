@@ -1,4 +1,4 @@
-"""The live web page in headless Chromium with a fake camera fed from single_face.mp4."""
+"""The live web page in headless Chromium, fake camera fed from single_face.mp4."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import httpx
 import pytest
 from apiserver import API_KEY, airctrl_server, base_settings, server_log
 from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -27,9 +28,21 @@ def fake_camera(workdir: Path, sample_path: Callable[[str], Path]) -> Path:
     """single_face.mp4 as a Y4M file, which Chromium plays in a loop as the camera."""
     target = workdir / "camera.y4m"
     subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-i", str(sample_path("single_face.mp4")),
-         "-pix_fmt", "yuv420p", "-r", "15", str(target)],
-        check=True, timeout=120,
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(sample_path("single_face.mp4")),
+            "-pix_fmt",
+            "yuv420p",
+            "-r",
+            "15",
+            str(target),
+        ],
+        check=True,
+        timeout=120,
     )
     return target
 
@@ -46,10 +59,16 @@ def browser(fake_camera: Path) -> Iterator[Browser]:
         launched = playwright.chromium.launch(
             executable_path=CHROMIUM,
             args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
                 f"--use-file-for-fake-video-capture={fake_camera}",
             ],
         )
@@ -64,7 +83,8 @@ def page(browser: Browser) -> Iterator[Page]:
     # Count camera requests the page makes, independent of the page's own code.
     opened.add_init_script(
         "window.__cameraCalls = 0;"
-        "const original = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);"
+        "const media = navigator.mediaDevices;"
+        "const original = media.getUserMedia.bind(media);"
         "navigator.mediaDevices.getUserMedia = (c) => { window.__cameraCalls += 1;"
         " return original(c); };"
     )
@@ -73,18 +93,23 @@ def page(browser: Browser) -> Iterator[Page]:
 
 
 def stream_frames_processed(server: str) -> float:
-    """Return airctrl_frames_processed_total{source="stream"} from /metrics (0 if absent)."""
+    """Return frames processed for source="stream" from /metrics (0 if absent)."""
     text = httpx.get(server + "/metrics", timeout=5).text
-    match = re.search(r'^airctrl_frames_processed_total\{source="stream"\} (\S+)$', text, re.M)
+    match = re.search(
+        r'^airctrl_frames_processed_total\{source="stream"\} (\S+)$', text, re.MULTILINE
+    )
     return float(match.group(1)) if match else 0.0
 
 
 def wait_for_history(server: str, subject: str) -> httpx.Response:
-    """Poll the subject's history until it holds frames (the stream merges every 2 s)."""
+    """Poll the subject's history until it holds frames (streams merge every 2 s)."""
     deadline = time.monotonic() + 15
     while True:
-        response = httpx.get(f"{server}/v1/subjects/{subject}/history",
-                             headers={"X-API-Key": API_KEY}, timeout=5)
+        response = httpx.get(
+            f"{server}/v1/subjects/{subject}/history",
+            headers={"X-API-Key": API_KEY},
+            timeout=5,
+        )
         if response.status_code == 200 and response.json()["frames"] > 0:
             return response
         if time.monotonic() > deadline:
@@ -107,17 +132,20 @@ def test_accepting_consent_shows_live_emotions_and_boxes(
         page.wait_for_selector("#faces li.face", timeout=30_000)
         page.wait_for_function(
             "document.querySelectorAll('#faces li.face').length > 0 && "
-            "parseInt((document.querySelector('#counters').textContent.match(/answered (\\d+)/)"
-            " || [0, 0])[1]) >= 15", timeout=30_000,
+            "parseInt((document.querySelector('#counters').textContent"
+            ".match(/answered (\\d+)/)"
+            " || [0, 0])[1]) >= 15",
+            timeout=30_000,
         )
-    except Exception:
+    except PlaywrightTimeoutError:
         pytest.fail("no emotions arrived; server log:\n" + server_log(workdir))
     label = page.text_content("#faces li.face .label")
     page.screenshot(path=str(workdir / "live.png"))
     overlay_has_ink = page.evaluate(
         "(() => { const c = document.getElementById('overlay');"
         " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
-        " for (let i = 3; i < d.length; i += 4) if (d[i] > 0) return true; return false; })()"
+        " for (let i = 3; i < d.length; i += 4) if (d[i] > 0) return true;"
+        " return false; })()"
     )
 
     assert label in {"neutral", "happy", "sad", "angry", "surprised", "fear", "disgust"}
@@ -129,10 +157,14 @@ def test_accepting_consent_shows_live_emotions_and_boxes(
     history = wait_for_history(server, subject)
     page.click("#delete-data")
     page.wait_for_function(
-        "document.querySelector('#delete-result').textContent.length > 0", timeout=10_000
+        "document.querySelector('#delete-result').textContent.length > 0",
+        timeout=10_000,
     )
-    after = httpx.get(f"{server}/v1/subjects/{subject}/history",
-                      headers={"X-API-Key": API_KEY}, timeout=5)
+    after = httpx.get(
+        f"{server}/v1/subjects/{subject}/history",
+        headers={"X-API-Key": API_KEY},
+        timeout=5,
+    )
 
     assert history.status_code == 200 and history.json()["frames"] > 0
     assert "deleted" in (page.text_content("#delete-result") or "")

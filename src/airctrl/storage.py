@@ -77,7 +77,7 @@ class InvalidSubjectError(AirctrlError):
 
 
 def validate_subject_id(value: str, *, what: str = "subject id") -> str:
-    """Return ``value`` when it is a valid id, else raise :class:`InvalidSubjectError`."""
+    """Return ``value`` if it is a valid id, else raise InvalidSubjectError."""
     if not isinstance(value, str) or not ID_PATTERN.match(value):
         raise InvalidSubjectError(
             f"{what}: expected 1-64 characters from A-Z a-z 0-9 _ . -"
@@ -103,7 +103,9 @@ class SessionTally:
         """Count one frame in which the subject showed ``label``."""
         self.frames += 1
         self.counts[label] = self.counts.get(label, 0) + 1
-        self.confidence_sums[label] = self.confidence_sums.get(label, 0.0) + float(confidence)
+        self.confidence_sums[label] = self.confidence_sums.get(label, 0.0) + float(
+            confidence
+        )
         if self.first_seen is None or seen_at < self.first_seen:
             self.first_seen = seen_at
         if self.last_seen is None or seen_at > self.last_seen:
@@ -174,7 +176,7 @@ class HistoryStore(Protocol):
         ...
 
     def merge(self, subject_id: str, session_id: str, tally: SessionTally) -> None:
-        """Add ``tally`` to the stored stats (raises ConsentRequiredError without consent)."""
+        """Add ``tally`` to the stats (ConsentRequiredError without consent)."""
         ...
 
     def history(self, subject_id: str) -> SubjectHistory:
@@ -274,14 +276,18 @@ class SQLiteHistoryStore:
             if self.path.parent and not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(
-                str(self.path), check_same_thread=False, isolation_level=None,
+                str(self.path),
+                check_same_thread=False,
+                isolation_level=None,
                 timeout=busy_timeout_ms / 1000,
             )
             self._conn.execute("PRAGMA foreign_keys = ON")
             self._conn.execute("PRAGMA secure_delete = ON")
             self._conn.executescript(_SQLITE_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
-            raise StorageError(f"history database {self.path} cannot be opened: {exc}") from None
+            raise StorageError(
+                f"history database {self.path} cannot be opened: {exc}"
+            ) from None
         logger.info("History store: SQLite file %s", self.path)
 
     def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
@@ -310,7 +316,9 @@ class SQLiteHistoryStore:
     def has_consent(self, subject_id: str) -> bool:
         """Return True when the subject has a consent row."""
         validate_subject_id(subject_id)
-        rows = self._execute("SELECT 1 FROM subjects WHERE subject_id = ?", (subject_id,))
+        rows = self._execute(
+            "SELECT 1 FROM subjects WHERE subject_id = ?", (subject_id,)
+        )
         return bool(rows)
 
     def merge(self, subject_id: str, session_id: str, tally: SessionTally) -> None:
@@ -341,17 +349,28 @@ class SQLiteHistoryStore:
                         "frames = frames + excluded.frames, "
                         "first_seen = min(first_seen, excluded.first_seen), "
                         "last_seen = max(last_seen, excluded.last_seen)",
-                        (subject_id, session_id, tally.frames, tally.first_seen,
-                         tally.last_seen),
+                        (
+                            subject_id,
+                            session_id,
+                            tally.frames,
+                            tally.first_seen,
+                            tally.last_seen,
+                        ),
                     )
                     for label, count in tally.counts.items():
                         cur.execute(
                             "INSERT INTO emotion_counts VALUES (?, ?, ?, ?, ?) "
-                            "ON CONFLICT (subject_id, session_id, emotion) DO UPDATE SET "
+                            "ON CONFLICT (subject_id, session_id, emotion) "
+                            "DO UPDATE SET "
                             "frames = frames + excluded.frames, "
                             "confidence_sum = confidence_sum + excluded.confidence_sum",
-                            (subject_id, session_id, label, count,
-                             tally.confidence_sums.get(label, 0.0)),
+                            (
+                                subject_id,
+                                session_id,
+                                label,
+                                count,
+                                tally.confidence_sums.get(label, 0.0),
+                            ),
                         )
                     cur.execute("COMMIT")
                 except BaseException:
@@ -388,7 +407,9 @@ class SQLiteHistoryStore:
         for session_id, frames, first_seen, last_seen in sessions:
             c, s = per_session.get(session_id, ({}, {}))
             result.append(
-                SessionHistory(session_id, int(frames), c, _mean(s, c), first_seen, last_seen)
+                SessionHistory(
+                    session_id, int(frames), c, _mean(s, c), first_seen, last_seen
+                )
             )
         return SubjectHistory(subject_id, float(subject[0][0]), tuple(result))
 
@@ -401,7 +422,9 @@ class SQLiteHistoryStore:
                 cur.execute("BEGIN IMMEDIATE")
                 deleted = 0
                 for table in ("emotion_counts", "sessions", "subjects"):
-                    cur.execute(f"DELETE FROM {table} WHERE subject_id = ?", (subject_id,))
+                    cur.execute(
+                        f"DELETE FROM {table} WHERE subject_id = ?", (subject_id,)
+                    )
                     deleted += cur.rowcount
                 cur.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -452,7 +475,9 @@ class RedisHistoryStore:
 
         self.url = url
         self._client = redis.Redis.from_url(
-            url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds,
+            url,
+            socket_timeout=timeout_seconds,
+            socket_connect_timeout=timeout_seconds,
             decode_responses=True,
         )
         self._merge = self._client.register_script(_REDIS_MERGE)
@@ -467,7 +492,9 @@ class RedisHistoryStore:
         try:
             return fn(*args, **kwargs)
         except self._errors as exc:
-            raise StorageError(f"Redis history store unavailable: {type(exc).__name__}") from None
+            raise StorageError(
+                f"Redis history store unavailable: {type(exc).__name__}"
+            ) from None
 
     def ping(self) -> bool:
         """Return True when Redis answers PING."""
@@ -480,7 +507,9 @@ class RedisHistoryStore:
         """Record consent (keeps the first consent time when already on record)."""
         validate_subject_id(subject_id)
         stamp = time.time() if at is None else at
-        self._call(self._client.set, self._key(subject_id, "consent"), repr(stamp), nx=True)
+        self._call(
+            self._client.set, self._key(subject_id, "consent"), repr(stamp), nx=True
+        )
 
     def has_consent(self, subject_id: str) -> bool:
         """Return True when the consent key exists."""
@@ -497,7 +526,12 @@ class RedisHistoryStore:
         validate_subject_id(session_id, what="session id")
         if tally.is_empty or tally.first_seen is None or tally.last_seen is None:
             return
-        args: list[Any] = [session_id, tally.frames, repr(tally.first_seen), repr(tally.last_seen)]
+        args: list[Any] = [
+            session_id,
+            tally.frames,
+            repr(tally.first_seen),
+            repr(tally.last_seen),
+        ]
         for label, count in tally.counts.items():
             args += [label, count, repr(tally.confidence_sums.get(label, 0.0))]
         keys = [
@@ -507,7 +541,9 @@ class RedisHistoryStore:
         ]
         stored = self._call(self._merge, keys=keys, args=args)
         if not stored:
-            raise ConsentRequiredError("no consent on record for this subject; nothing stored")
+            raise ConsentRequiredError(
+                "no consent on record for this subject; nothing stored"
+            )
         tally.clear()
 
     def history(self, subject_id: str) -> SubjectHistory:
@@ -516,18 +552,26 @@ class RedisHistoryStore:
         consent = self._call(self._client.get, self._key(subject_id, "consent"))
         if consent is None:
             raise SubjectNotFoundError("no history for this subject")
-        session_ids = sorted(self._call(self._client.smembers, self._key(subject_id, "sessions")))
+        session_ids = sorted(
+            self._call(self._client.smembers, self._key(subject_id, "sessions"))
+        )
         sessions = []
         for session_id in session_ids:
-            raw = self._call(self._client.hgetall, self._key(subject_id, "session", session_id))
+            raw = self._call(
+                self._client.hgetall, self._key(subject_id, "session", session_id)
+            )
             if not raw:
                 continue
             counts = {k[6:]: int(v) for k, v in raw.items() if k.startswith("count:")}
             sums = {k[8:]: float(v) for k, v in raw.items() if k.startswith("confsum:")}
             sessions.append(
                 SessionHistory(
-                    session_id, int(raw.get("frames", 0)), counts, _mean(sums, counts),
-                    float(raw.get("first_seen", 0.0)), float(raw.get("last_seen", 0.0)),
+                    session_id,
+                    int(raw.get("frames", 0)),
+                    counts,
+                    _mean(sums, counts),
+                    float(raw.get("first_seen", 0.0)),
+                    float(raw.get("last_seen", 0.0)),
                 )
             )
         sessions.sort(key=lambda s: s.first_seen)
@@ -537,7 +581,9 @@ class RedisHistoryStore:
         """Delete every key carrying the subject's hash tag (found with SCAN)."""
         validate_subject_id(subject_id)
         pattern = self._key(subject_id, "*").replace("{", "\\{").replace("}", "\\}")
-        keys = list(self._call(lambda: list(self._client.scan_iter(match=pattern, count=500))))
+        keys = list(
+            self._call(lambda: list(self._client.scan_iter(match=pattern, count=500)))
+        )
         if not keys:
             return False
         self._call(self._client.delete, *keys)

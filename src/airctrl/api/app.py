@@ -24,15 +24,19 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from airctrl.api.auth import ApiKeyRing
-from airctrl.api.errors import PayloadTooLargeError, error_response, install_error_handlers
+from airctrl.api.errors import (
+    PayloadTooLargeError,
+    error_response,
+    install_error_handlers,
+)
 from airctrl.api.pool import PipelinePool
 from airctrl.config import Settings, load_settings
 from airctrl.errors import ConfigError
 from airctrl.storage import HistoryStore, open_store
 
 __all__ = [
-    "SETTINGS_ENV",
     "CONFIG_ENV",
+    "SETTINGS_ENV",
     "ServiceState",
     "StreamCounters",
     "create_app",
@@ -88,7 +92,9 @@ def _read_kiosk_key(path: Path | None) -> str | None:
     except OSError:
         raise ConfigError(f"server.kiosk_key_file {path} cannot be read") from None
     if len(key) < 16:
-        raise ConfigError("server.kiosk_key_file: expected a key of at least 16 characters")
+        raise ConfigError(
+            "server.kiosk_key_file: expected a key of at least 16 characters"
+        )
     return key
 
 
@@ -116,7 +122,9 @@ class BodyLimitMiddleware:
                 except ValueError:
                     declared = -1
                 if declared < 0:
-                    await error_response(400, "invalid Content-Length")(scope, receive, send)
+                    await error_response(400, "invalid Content-Length")(
+                        scope, receive, send
+                    )
                     return
                 if declared > limit:
                     await _too_large(limit)(scope, receive, send)
@@ -173,7 +181,10 @@ class HttpMetricsMiddleware:
             if template.startswith("/static"):
                 template = "/static"
             record_http_request(
-                scope.get("method", "GET"), template, status, time.perf_counter() - started
+                scope.get("method", "GET"),
+                template,
+                status,
+                time.perf_counter() - started,
             )
 
 
@@ -233,7 +244,7 @@ def create_app(
     app = FastAPI(
         title="AIRCTRL",
         version="1.0",
-        summary="Faces, emotions and the evidence behind them, from photos and live video.",
+        summary="Faces, emotions and their evidence, from photos and live video.",
         lifespan=lifespan,
     )
     app.state.service = state
@@ -248,7 +259,9 @@ def create_app(
     mount_web(app)
 
     detect_limit = server.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
-    batch_limit = server.max_upload_bytes * server.max_batch_items + MULTIPART_OVERHEAD_BYTES
+    batch_limit = (
+        server.max_upload_bytes * server.max_batch_items + MULTIPART_OVERHEAD_BYTES
+    )
 
     def limit_for(path: str) -> int:
         if path == "/v1/detect":
@@ -279,4 +292,3 @@ def create_app_from_env() -> FastAPI:
 
     configure_logging(settings.logging)
     return create_app(settings)
-

@@ -67,7 +67,12 @@ class KeyRecord:
 
 def _scrypt(key: str, salt: bytes, n: int, r: int, p: int, length: int) -> bytes:
     return hashlib.scrypt(
-        key.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=length,
+        key.encode("utf-8"),
+        salt=salt,
+        n=n,
+        r=r,
+        p=p,
+        dklen=length,
         maxmem=256 * r * n + 1024 * 1024,
     )
 
@@ -108,14 +113,23 @@ def parse_key_hash(text: str, *, label: str = "key") -> KeyRecord:
         salt, digest = bytes.fromhex(parts[4]), bytes.fromhex(parts[5])
     except ValueError:
         raise ConfigError(f"API key '{label}': malformed scrypt hash") from None
-    if n < 2 or n & (n - 1) or not 1 <= r <= 64 or not 1 <= p <= 16 or not salt or not digest:
+    if (
+        n < 2
+        or n & (n - 1)
+        or not 1 <= r <= 64
+        or not 1 <= p <= 16
+        or not salt
+        or not digest
+    ):
         raise ConfigError(f"API key '{label}': scrypt parameters out of range")
     return KeyRecord(label, n, r, p, salt, digest)
 
 
 def verify_key(key: str, record: KeyRecord) -> bool:
     """Return True when ``key`` hashes to ``record`` (constant-time compare)."""
-    candidate = _scrypt(key, record.salt, record.n, record.r, record.p, len(record.digest))
+    candidate = _scrypt(
+        key, record.salt, record.n, record.r, record.p, len(record.digest)
+    )
     return hmac.compare_digest(candidate, record.digest)
 
 
@@ -176,9 +190,13 @@ class ApiKeyRing:
             stat = self._keys_file.stat()
         except OSError:
             if force:
-                raise ConfigError(f"API keys file {self._keys_file} cannot be read") from None
+                raise ConfigError(
+                    f"API keys file {self._keys_file} cannot be read"
+                ) from None
             if self._file_records:
-                logger.warning("API keys file %s vanished; its keys are revoked", self._keys_file)
+                logger.warning(
+                    "API keys file %s vanished; its keys are revoked", self._keys_file
+                )
             self._file_records, self._file_stamp = [], None
             self._memo.clear()
             return
@@ -191,19 +209,23 @@ class ApiKeyRing:
         except (OSError, UnicodeDecodeError) as exc:
             if force:
                 raise ConfigError(f"API keys file {self._keys_file}: {exc}") from None
-            logger.warning("API keys file %s unreadable; keeping previous keys", self._keys_file)
+            logger.warning(
+                "API keys file %s unreadable; keeping previous keys", self._keys_file
+            )
             return
         except ConfigError:
             if force:
                 raise
-            logger.warning("API keys file %s is malformed; keeping previous keys", self._keys_file)
+            logger.warning(
+                "API keys file %s is malformed; keeping previous keys", self._keys_file
+            )
             return
         self._file_records, self._file_stamp = records, stamp
         self._memo.clear()
         logger.info("Loaded %d API key(s) from %s", len(records), self._keys_file)
 
     def check_remembered(self, key: str | None) -> str | None:
-        """Return the label when ``key`` was verified before (cheap; no scrypt), else None.
+        """Return the label if ``key`` was verified before (no scrypt), else None.
 
         Lets async callers skip a thread hop on every request; call :meth:`check`
         when this returns None.

@@ -49,7 +49,7 @@ class ServiceBusyError(AirctrlError):
 
 
 def error_response(status: int, detail: str) -> JSONResponse:
-    """Return ``{"detail": detail}`` with ``status``, the reason cut to one short line."""
+    """Return ``{"detail": detail}`` with ``status``; the reason cut to one line."""
     first = (detail.strip().splitlines() or ["error"])[0]
     return JSONResponse({"detail": first[:MAX_DETAIL_CHARS]}, status_code=status)
 
@@ -66,7 +66,9 @@ def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
     if errors:
         first = errors[0]
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
+        where = (
+            ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
+        )
         return error_response(422, f"{where}: {first.get('msg', 'invalid')}")
     return error_response(422, "invalid request")
 

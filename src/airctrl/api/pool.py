@@ -27,7 +27,9 @@ class PipelinePool:
     a worker thread (``run_in_threadpool``), never on the event loop.
     """
 
-    def __init__(self, settings: Settings, *, size: int = 1, model_path: Path | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, size: int = 1, model_path: Path | None = None
+    ) -> None:
         if size < 1:
             raise ValueError(f"size: expected at least 1, got {size}")
         self._idle: queue.SimpleQueue[Pipeline] = queue.SimpleQueue()

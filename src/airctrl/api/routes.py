@@ -37,7 +37,7 @@ from airctrl.storage import (
 )
 from airctrl.types import Frame
 
-__all__ = ["router", "require_api_key", "service_state", "detect_bytes"]
+__all__ = ["detect_bytes", "require_api_key", "router", "service_state"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +56,16 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or invalid API key"},
     413: {"model": ErrorBody, "description": "Upload over server.max_upload_bytes"},
     415: {"model": ErrorBody, "description": "Not an image format AIRCTRL reads"},
-    422: {"model": ErrorBody, "description": "Undecodable, too small, or invalid parameter"},
+    422: {
+        "model": ErrorBody,
+        "description": "Undecodable, too small, or invalid parameter",
+    },
     503: {"model": ErrorBody, "description": "Model or store not available"},
 }
 _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: _ERRORS[401], 422: _ERRORS[422], 503: _ERRORS[503],
+    401: _ERRORS[401],
+    422: _ERRORS[422],
+    503: _ERRORS[503],
 }
 
 
@@ -141,7 +146,9 @@ async def _read_single_upload(request: Request, limit: int) -> bytes:
         try:
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
-                raise BadRequestError("multipart upload needs a file in the field 'file'")
+                raise BadRequestError(
+                    "multipart upload needs a file in the field 'file'"
+                )
             data = await upload.read(limit + 1)
         finally:
             await form.close()
@@ -170,7 +177,9 @@ _UPLOAD_BODY = {
             },
             "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
             "image/png": {"schema": {"type": "string", "format": "binary"}},
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"}
+            },
         },
     }
 }
@@ -199,7 +208,7 @@ SubjectQuery = Annotated[
     str | None,
     Query(
         pattern=ID_REGEX,
-        description="Pseudonymous subject id; stats are stored only if consent is on record",
+        description="Pseudonymous subject id; stored only with consent on record",
     ),
 ]
 SessionQuery = Annotated[
@@ -249,9 +258,17 @@ async def detect_batch(request: Request) -> BatchResponse:
     """Analyse every file sent in the multipart field ``files`` (upload order kept)."""
     state = service_state(request)
     server = state.settings.server
-    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
-        raise BadRequestError("send multipart/form-data with one or more 'files' fields")
-    form = await request.form(max_files=server.max_batch_items, max_fields=server.max_batch_items)
+    if (
+        not request.headers.get("content-type", "")
+        .lower()
+        .startswith("multipart/form-data")
+    ):
+        raise BadRequestError(
+            "send multipart/form-data with one or more 'files' fields"
+        )
+    form = await request.form(
+        max_files=server.max_batch_items, max_fields=server.max_batch_items
+    )
     items: list[BatchItem] = []
     try:
         uploads = [v for v in form.getlist("files") if isinstance(v, UploadFile)]
@@ -261,24 +278,41 @@ async def detect_batch(request: Request) -> BatchResponse:
             data = await upload.read(server.max_upload_bytes + 1)
             name = upload.filename
             if len(data) > server.max_upload_bytes:
-                items.append(BatchItem(index=index, filename=name, status=413,
-                                       error="file too large"))
+                items.append(
+                    BatchItem(
+                        index=index, filename=name, status=413, error="file too large"
+                    )
+                )
                 continue
             try:
                 result, fmt = await run_in_threadpool(detect_bytes, state, data)
             except AirctrlError as exc:
-                status = exc.http_status if exc.http_status < 500 else 500
-                items.append(BatchItem(index=index, filename=name, status=status,
-                                       error=str(exc).splitlines()[0][:300]))
+                status = min(500, exc.http_status)
+                items.append(
+                    BatchItem(
+                        index=index,
+                        filename=name,
+                        status=status,
+                        error=str(exc).splitlines()[0][:300],
+                    )
+                )
                 continue
-            items.append(BatchItem(index=index, filename=name, status=200,
-                                   result=frame_to_schema(result, source_format=fmt)))
+            items.append(
+                BatchItem(
+                    index=index,
+                    filename=name,
+                    status=200,
+                    result=frame_to_schema(result, source_format=fmt),
+                )
+            )
     finally:
         await form.close()
     return BatchResponse(items=items)
 
 
-SubjectPath = Annotated[str, Path(pattern=ID_REGEX, description="Pseudonymous subject id")]
+SubjectPath = Annotated[
+    str, Path(pattern=ID_REGEX, description="Pseudonymous subject id")
+]
 
 
 @protected.put(
@@ -286,7 +320,9 @@ SubjectPath = Annotated[str, Path(pattern=ID_REGEX, description="Pseudonymous su
     response_model=SubjectHistoryResponse,
     summary="Record the subject's consent to keep aggregated emotion stats",
 )
-async def record_consent(request: Request, subject_id: SubjectPath) -> SubjectHistoryResponse:
+async def record_consent(
+    request: Request, subject_id: SubjectPath
+) -> SubjectHistoryResponse:
     """Record consent; stats for this subject are stored from now on."""
     state = service_state(request)
     store = _store(state)
@@ -302,8 +338,10 @@ async def record_consent(request: Request, subject_id: SubjectPath) -> SubjectHi
     responses={404: {"model": ErrorBody, "description": "No history for this subject"}},
     summary="Aggregated emotion stats of a subject, per session",
 )
-async def subject_history(request: Request, subject_id: SubjectPath) -> SubjectHistoryResponse:
-    """Return counts per emotion, mean confidence, frames, first/last seen per session."""
+async def subject_history(
+    request: Request, subject_id: SubjectPath
+) -> SubjectHistoryResponse:
+    """Return per session: counts per emotion, mean confidence, frames, times."""
     store = _store(service_state(request))
     validate_subject_id(subject_id)
     return history_to_schema(await run_in_threadpool(store.history, subject_id))
@@ -346,7 +384,9 @@ async def readyz(request: Request, response: Response) -> ReadyResponse:
     if not ready:
         response.status_code = 503
     return ReadyResponse(
-        status="ready" if ready else "not ready", model_loaded=loaded, store_reachable=reachable
+        status="ready" if ready else "not ready",
+        model_loaded=loaded,
+        store_reachable=reachable,
     )
 
 

@@ -152,13 +152,22 @@ def face_to_schema(face: FaceResult) -> Face:
         box=face.box.to_list(),
         emotion=face.emotion.label,
         confidence=round(float(face.emotion.confidence), 4),
-        probabilities={k: round(float(v), 4) for k, v in face.emotion.probabilities.items()},
-        evidence=[Evidence(feature=n, value=round(float(v), 4)) for n, v in face.emotion.evidence],
-        quality_flags=list(face.emotion.flags) + (["partial_face"] if face.is_partial and
-                                                  "partial_face" not in face.emotion.flags
-                                                  else []),
+        probabilities={
+            k: round(float(v), 4) for k, v in face.emotion.probabilities.items()
+        },
+        evidence=[
+            Evidence(feature=n, value=round(float(v), 4))
+            for n, v in face.emotion.evidence
+        ],
+        quality_flags=list(face.emotion.flags)
+        + (
+            ["partial_face"]
+            if face.is_partial and "partial_face" not in face.emotion.flags
+            else []
+        ),
         pose=Pose(
-            yaw_deg=round(pose.yaw_deg, 1), pitch_deg=round(pose.pitch_deg, 1),
+            yaw_deg=round(pose.yaw_deg, 1),
+            pitch_deg=round(pose.pitch_deg, 1),
             roll_deg=round(pose.roll_deg, 1),
         ),
         partial=face.is_partial,
@@ -168,10 +177,14 @@ def face_to_schema(face: FaceResult) -> Face:
 
 
 #: Added when a large image had to be scaled down and no face was found.
-SMALL_FACES_WARNING = "no face found; faces smaller than about 2% of a large image may be missed"
+SMALL_FACES_WARNING = (
+    "no face found; faces smaller than about 2% of a large image may be missed"
+)
 
 
-def frame_to_schema(result: FrameResult, *, source_format: str | None) -> DetectResponse:
+def frame_to_schema(
+    result: FrameResult, *, source_format: str | None
+) -> DetectResponse:
     """Convert a pipeline frame result into the ``/v1/detect`` answer."""
     warnings = list(dict.fromkeys(result.flags))
     if not result.faces and "downscaled" in warnings:
@@ -196,8 +209,11 @@ def history_to_schema(history: SubjectHistory) -> SubjectHistoryResponse:
         counts=history.counts,
         sessions=[
             SessionStats(
-                session_id=s.session_id, frames=s.frames, counts=s.counts,
-                mean_confidence=s.mean_confidence, first_seen=s.first_seen,
+                session_id=s.session_id,
+                frames=s.frames,
+                counts=s.counts,
+                mean_confidence=s.mean_confidence,
+                first_seen=s.first_seen,
                 last_seen=s.last_seen,
             )
             for s in history.sessions

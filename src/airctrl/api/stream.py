@@ -62,7 +62,7 @@ from airctrl.storage import (
 )
 from airctrl.types import Frame
 
-__all__ = ["router", "StreamOptions", "parse_hello"]
+__all__ = ["StreamOptions", "parse_hello", "router"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,22 +104,27 @@ def parse_hello(text: str) -> StreamOptions:
     except json.JSONDecodeError:
         raise ValueError("hello: expected a JSON object") from None
     if not isinstance(data, dict):
-        raise ValueError("hello: expected a JSON object")
+        raise ValueError("hello: expected a JSON object")  # noqa: TRY004
     api_key = data.get("api_key")
     subject_id = data.get("subject_id")
     session_id = data.get("session_id")
     consent = data.get("consent", False)
-    for name, value in (("api_key", api_key), ("subject_id", subject_id),
-                        ("session_id", session_id)):
+    for name, value in (
+        ("api_key", api_key),
+        ("subject_id", subject_id),
+        ("session_id", session_id),
+    ):
         if value is not None and not isinstance(value, str):
             raise ValueError(f"hello: {name} must be a string")
     if not isinstance(consent, bool):
-        raise ValueError("hello: consent must be true or false")
+        raise ValueError("hello: consent must be true or false")  # noqa: TRY004
     if subject_id:
         validate_subject_id(subject_id)
     if session_id:
         validate_subject_id(session_id, what="session id")
-    return StreamOptions(api_key or None, subject_id or None, consent, session_id or None)
+    return StreamOptions(
+        api_key or None, subject_id or None, consent, session_id or None
+    )
 
 
 @dataclass
@@ -132,7 +137,9 @@ class _Item:
 class _Session:
     """State of one open stream."""
 
-    def __init__(self, ws: WebSocket, state: ServiceState, options: StreamOptions) -> None:
+    def __init__(
+        self, ws: WebSocket, state: ServiceState, options: StreamOptions
+    ) -> None:
         self.ws = ws
         self.state = state
         self.options = options
@@ -163,7 +170,9 @@ class _Session:
         """Queue one frame; when full, drop the oldest waiting one."""
         self.received += 1
         arrival_ms = int((time.monotonic() - self.started) * 1000)
-        stamp = self.next_timestamp_ms if self.next_timestamp_ms is not None else arrival_ms
+        stamp = (
+            self.next_timestamp_ms if self.next_timestamp_ms is not None else arrival_ms
+        )
         self.next_timestamp_ms = None
         stamp = max(stamp, self.last_timestamp_ms + 1)
         self.last_timestamp_ms = stamp
@@ -183,8 +192,13 @@ class _Session:
         if self.pipeline is None:
             raise RuntimeError("session pipeline is closed")
         decoded = decode_image(item.data)
-        frame = Frame(decoded.image, item.timestamp_ms, item.index, METRICS_SOURCE,
-                      tuple(decoded.warnings))
+        frame = Frame(
+            decoded.image,
+            item.timestamp_ms,
+            item.index,
+            METRICS_SOURCE,
+            tuple(decoded.warnings),
+        )
         result = self.pipeline.process(frame)
         record_frame(METRICS_SOURCE, result)
         return result
@@ -197,7 +211,7 @@ class _Session:
         self.tally.add(face.emotion.label, face.emotion.confidence, time.time())
 
     def flush(self) -> str | None:
-        """Merge the tally into the store (blocking); return a notice when storing stops."""
+        """Merge the tally into the store (blocking); say so if storing stops."""
         self.last_flush = time.monotonic()
         subject = self.options.subject_id
         if not self.storing or subject is None or self.tally.is_empty:
@@ -241,17 +255,26 @@ async def _process_loop(session: _Session) -> None:
         except AirctrlError as exc:
             session.busy = False
             record_decode_failure(METRICS_SOURCE)
-            await _send_json(session.ws, {
-                "type": "error", "frame": item.index,
-                "detail": (str(exc).splitlines() or ["error"])[0][:300],
-            })
+            await _send_json(
+                session.ws,
+                {
+                    "type": "error",
+                    "frame": item.index,
+                    "detail": (str(exc).splitlines() or ["error"])[0][:300],
+                },
+            )
             continue
-        except Exception:  # noqa: BLE001 - one bad frame must not end the session
+        except Exception:
             session.busy = False
             logger.exception("Stream frame %d failed", item.index)
-            await _send_json(session.ws, {
-                "type": "error", "frame": item.index, "detail": "internal error",
-            })
+            await _send_json(
+                session.ws,
+                {
+                    "type": "error",
+                    "frame": item.index,
+                    "detail": "internal error",
+                },
+            )
             continue
         session.busy = False
         session.processed += 1
@@ -295,7 +318,7 @@ async def _authenticate(
 
     try:
         message = await asyncio.wait_for(ws.receive(), HELLO_TIMEOUT_SECONDS)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         await ws.close(CLOSE_POLICY, "expected a hello message or a frame")
         return None
     if message["type"] == "websocket.disconnect":
@@ -350,13 +373,21 @@ async def stream(ws: WebSocket) -> None:
                 logger.warning("Consent not recorded, stream will not store: %s", exc)
                 session.storing = False
         session.pipeline = await run_in_threadpool(
-            Pipeline, state.settings, mode="video", model_path=state.model_path,
+            Pipeline,
+            state.settings,
+            mode="video",
+            model_path=state.model_path,
             source_id=METRICS_SOURCE,
         )
-        await _send_json(ws, {
-            "type": "ready", "session_id": session.session_id,
-            "storing": session.storing, "queue_size": session.queue_size,
-        })
+        await _send_json(
+            ws,
+            {
+                "type": "ready",
+                "session_id": session.session_id,
+                "storing": session.storing,
+                "queue_size": session.queue_size,
+            },
+        )
         worker = asyncio.create_task(_process_loop(session))
         if first_frame is not None:
             session.enqueue(first_frame)
@@ -378,9 +409,9 @@ async def _end_session(session: _Session, worker: asyncio.Task[None] | None) -> 
             # while a thread is still inside it.
             try:
                 await asyncio.wait_for(worker, WORKER_STOP_SECONDS)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 logger.warning("Stream worker did not stop in time")
-            except Exception:  # noqa: BLE001 - logged, the session is over anyway
+            except Exception:
                 logger.exception("Stream worker failed")
         if session.pipeline is not None:
             await run_in_threadpool(session.pipeline.close)
@@ -391,7 +422,9 @@ async def _end_session(session: _Session, worker: asyncio.Task[None] | None) -> 
             state.counters.sessions_active -= 1
     logger.info(
         "Stream session ended: %d received, %d processed, %d dropped",
-        session.received, session.processed, session.dropped,
+        session.received,
+        session.processed,
+        session.dropped,
     )
     if ws.client_state == WebSocketState.CONNECTED:
         try:
@@ -409,8 +442,14 @@ async def _receive_loop(session: _Session, max_bytes: int) -> None:
         data = message.get("bytes")
         if data is not None:
             if len(data) > max_bytes:
-                await _send_json(ws, {"type": "error", "frame": session.received,
-                                      "detail": f"frame too large: limit is {max_bytes} bytes"})
+                await _send_json(
+                    ws,
+                    {
+                        "type": "error",
+                        "frame": session.received,
+                        "detail": f"frame too large: limit is {max_bytes} bytes",
+                    },
+                )
                 session.received += 1
                 continue
             session.enqueue(data)
@@ -421,12 +460,22 @@ async def _receive_loop(session: _Session, max_bytes: int) -> None:
         except json.JSONDecodeError:
             control = None
         if not isinstance(control, dict):
-            await _send_json(ws, {"type": "error", "frame": None,
-                                  "detail": "text messages must be JSON objects"})
+            await _send_json(
+                ws,
+                {
+                    "type": "error",
+                    "frame": None,
+                    "detail": "text messages must be JSON objects",
+                },
+            )
             continue
         if control.get("type") == "end":
             await session.drain()
             return
         stamp = control.get("timestamp_ms")
-        if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) and stamp >= 0:
+        if (
+            isinstance(stamp, (int, float))
+            and not isinstance(stamp, bool)
+            and stamp >= 0
+        ):
             session.next_timestamp_ms = int(stamp)

@@ -26,8 +26,10 @@ def mount_web(app: FastAPI) -> None:
     async def web_config(request: Request) -> JSONResponse:
         state = request.app.state.service
         server = state.settings.server
-        return JSONResponse({
-            "auth_required": server.require_auth,
-            "kiosk_key": state.kiosk_key,
-            "storage": state.settings.storage.backend,
-        })
+        return JSONResponse(
+            {
+                "auth_required": server.require_auth,
+                "kiosk_key": state.kiosk_key,
+                "storage": state.settings.storage.backend,
+            }
+        )

@@ -14,8 +14,9 @@ import shutil
 import ssl
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from airctrl.config import Settings
 from airctrl.errors import ConfigError
@@ -35,14 +36,21 @@ def register(subparsers: Any) -> None:
         help="run the HTTP API, WebSocket stream and web page",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--host", default=None, help="bind address (default: server.host)")
-    parser.add_argument("--port", type=int, default=None, help="port (default: server.port)")
     parser.add_argument(
-        "--workers", type=int, default=None,
+        "--host", default=None, help="bind address (default: server.host)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=None, help="port (default: server.port)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
         help="worker processes, one model each (default: server.workers)",
     )
     parser.add_argument(
-        "--hash-key", action="store_true",
+        "--hash-key",
+        action="store_true",
         help="print the salted hash of an API key read from stdin (or of a new "
         "random key when stdin is empty or a terminal) and exit",
     )
@@ -52,7 +60,9 @@ def register(subparsers: Any) -> None:
 def _hash_key_command() -> int:
     from airctrl.api.auth import generate_key, hash_key
 
-    key = "" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.readline().strip()
+    key = (
+        "" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.readline().strip()
+    )
     if not key:
         key = generate_key()
         print(f"key:  {key}")
@@ -77,8 +87,10 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:
     return run(settings)
 
 
-def tls13_context(config: Any, default_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
-    """Return uvicorn's TLS context restricted to TLS 1.3 (uvicorn ``ssl_context_factory``)."""
+def tls13_context(
+    config: Any, default_factory: Callable[[], ssl.SSLContext]
+) -> ssl.SSLContext:
+    """Return uvicorn's TLS context limited to TLS 1.3 (an ``ssl_context_factory``)."""
     context = default_factory()
     context.minimum_version = ssl.TLSVersion.TLSv1_3
     return context
@@ -87,9 +99,13 @@ def tls13_context(config: Any, default_factory: Callable[[], ssl.SSLContext]) ->
 def _check_tls(settings: Settings) -> None:
     server = settings.server
     if (server.tls_cert_file is None) != (server.tls_key_file is None):
-        raise ConfigError("server.tls_cert_file and server.tls_key_file must be set together")
-    for name, path in (("tls_cert_file", server.tls_cert_file),
-                       ("tls_key_file", server.tls_key_file)):
+        raise ConfigError(
+            "server.tls_cert_file and server.tls_key_file must be set together"
+        )
+    for name, path in (
+        ("tls_cert_file", server.tls_cert_file),
+        ("tls_key_file", server.tls_key_file),
+    ):
         if path is not None and not Path(path).is_file():
             raise ConfigError(f"server.{name}: {path} does not exist")
 
@@ -145,7 +161,10 @@ def run(settings: Settings) -> int:
     )
     logger.info(
         "Serving on %s://%s:%d with %d worker(s)",
-        "https" if tls else "http", server.host, server.port, server.workers,
+        "https" if tls else "http",
+        server.host,
+        server.port,
+        server.workers,
     )
     userver = uvicorn.Server(config)
     try:
