@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import get_args
 
@@ -365,3 +369,146 @@ def test_multiprocess_payload_merges_every_worker(tmp_path: Path) -> None:
     assert values[("airctrl_frames_processed_total", (("source", "api"),))] == 7
     requests = (("method", "POST"), ("route", "/v1/analyze"), ("status", "200"))
     assert values[("airctrl_http_requests_total", requests)] == 2
+
+
+# -- end to end: `airctrl run` on a real HTTP stream that dies and comes back -------
+
+
+def _stream_server(clip: Path, port: int) -> subprocess.Popen[bytes]:
+    """ffmpeg serving ``clip`` in a loop, in real time, as MPEG-TS over HTTP."""
+    command = [
+        "ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
+        "-i", str(clip), "-c", "copy", "-f", "mpegts", "-listen", "1",
+        f"http://127.0.0.1:{port}/live.ts",
+    ]  # fmt: skip
+    return subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+    )
+
+
+def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    try:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/metrics", timeout=5
+        ) as reply:
+            body = reply.read().decode()
+    except OSError:
+        return {}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
+
+
+def _sample(values: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
+            **labels: str) -> float:  # fmt: skip
+    return values.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def _wait_until(check: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_run_reports_stream_outage_reconnects_and_keeps_writing_events(
+    tmp_path: Path, sample_path: Callable[[str], Path]
+) -> None:
+    stream_port, metrics_port = _free_port(), _free_port()
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        textwrap.dedent(
+            """
+            sources:
+              - source: "0"
+                read_timeout_seconds: 1.0
+                open_timeout_seconds: 2.0
+                reconnect_initial_seconds: 0.2
+                reconnect_max_seconds: 1.0
+            hud: {window: never}
+            output: {annotated_video: false}
+            """
+        ),
+        encoding="utf-8",
+    )
+    events = tmp_path / "out" / "events.jsonl"
+    clip = sample_path("single_face.mp4")
+    server = _stream_server(clip, stream_port)
+    run_log = (tmp_path / "run.log").open("wb")
+    run = subprocess.Popen(
+        [sys.executable, "-m", "airctrl.cli", "--config", str(config), "run",
+         "--source", f"http://127.0.0.1:{stream_port}/live.ts", "--headless",
+         "--no-video", "--output-dir", str(tmp_path / "out"),
+         "--metrics-port", str(metrics_port)],
+        stdout=subprocess.DEVNULL, stderr=run_log,
+    )  # fmt: skip
+    try:
+        # Connected and processing faces.
+        _wait_until(
+            lambda: _sample(_scrape(metrics_port), "airctrl_frames_processed_total",
+                            source="main") >= 30,
+            60, "frames from the stream",
+        )  # fmt: skip
+        before = _scrape(metrics_port)
+        assert _sample(before, "airctrl_camera_connected", source="main") == 1
+        assert _sample(before, "airctrl_source_outages_total", source="main") == 0
+
+        # The server dies: the run must see the loss.
+        _kill(server)
+        _wait_until(
+            lambda: _sample(_scrape(metrics_port), "airctrl_source_outages_total",
+                            source="main") == 1,
+            30, "the outage to be counted",
+        )  # fmt: skip
+        during = _scrape(metrics_port)
+        assert _sample(during, "airctrl_camera_connected", source="main") == 0
+        lost_states = [
+            _sample(during, "airctrl_camera_state", source="main", state=state)
+            for state in ("lost", "reconnecting")
+        ]
+        assert sum(lost_states) == 1
+        lines_at_outage = len(events.read_text(encoding="utf-8").splitlines())
+
+        # The server comes back on the same port: the run reconnects by itself.
+        server = _stream_server(clip, stream_port)
+        frames_at_outage = _sample(
+            during, "airctrl_frames_processed_total", source="main"
+        )
+        _wait_until(
+            lambda: _sample(_scrape(metrics_port), "airctrl_frames_processed_total",
+                            source="main") >= frames_at_outage + 30,
+            60, "frames after reconnecting",
+        )  # fmt: skip
+        after = _scrape(metrics_port)
+    finally:
+        _kill(server)
+        run.send_signal(signal.SIGINT)
+        try:
+            run.wait(timeout=30)
+        finally:
+            _kill(run)
+            run_log.close()
+
+    assert _sample(after, "airctrl_camera_connected", source="main") == 1
+    assert _sample(after, "airctrl_source_reconnects_total", source="main") == 1
+    assert _sample(after, "airctrl_source_outages_total", source="main") == 1
+    records = [
+        json.loads(line) for line in events.read_text(encoding="utf-8").splitlines()
+    ]
+    states = [r["state"] for r in records if r.get("event") == "status"]
+    assert states[:2] == ["connected", "lost"] and "connected" in states[2:]
+    faces_after = [r for r in records[lines_at_outage:] if r.get("event") != "status"]
+    assert len(faces_after) >= 30  # events kept flowing after the reconnection
+    log = (tmp_path / "run.log").read_text(encoding="utf-8", errors="replace")
+    assert "lost" in log and "reconnected" in log.lower()
