@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -678,3 +679,82 @@ def test_web_page_holds_consent_banner_and_ships_no_remote_scripts(
     assert 'id="consent-accept"' in page and 'id="consent-decline"' in page
     assert "http://" not in page + script and "https://" not in page + script
     assert "getUserMedia" in script and "/v1/stream" in script
+
+
+# -- Redis backend through the API --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis_client(api_dir: Path, model_path: Path) -> Iterator[tuple[TestClient, str]]:
+    from apiserver import redis_server
+
+    (api_dir / "redis").mkdir()
+    with redis_server(api_dir / "redis") as url:
+        settings = Settings.model_validate(
+            {
+                "server": {"api_keys": [api_key_hash()]},
+                "storage": {"backend": "redis", "redis_url": url},
+            }
+        )
+        with TestClient(create_app(settings, model_path=model_path)) as test_client:
+            yield test_client, url
+
+
+def test_delete_subject_leaves_no_key_in_redis(
+    redis_client: tuple[TestClient, str], face: Array
+) -> None:
+    import redis
+
+    client, url = redis_client
+    subject = "erase-me-r3d1"
+    client.put(f"/v1/subjects/{subject}/consent", headers=KEY)
+    client.put("/v1/subjects/keeper/consent", headers=KEY)
+    for who in (subject, "keeper"):
+        upload(client, media.jpeg(face), params={"subject_id": who})
+    assert (
+        client.get(f"/v1/subjects/{subject}/history", headers=KEY).json()["frames"] == 1
+    )
+
+    client.delete(f"/v1/subjects/{subject}", headers=KEY)
+
+    raw = redis.Redis.from_url(url, decode_responses=True)
+    keys = list(raw.scan_iter(match="*", count=1000))
+    assert keys  # the other subject is still there
+    assert [k for k in keys if subject in k] == []
+    values = [raw.dump(k) or b"" for k in keys]
+    assert all(subject.encode() not in v for v in values)
+    assert client.get(f"/v1/subjects/{subject}/history", headers=KEY).status_code == 404
+
+
+# -- the serve command ----------------------------------------------------------------
+
+
+def test_serve_hash_key_prints_a_hash_that_verifies(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from airctrl.api.auth import parse_key_hash, verify_key
+    from airctrl.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(API_KEY + "\n"))
+
+    code = main(["serve", "--hash-key"])
+
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert API_KEY not in printed
+    record = parse_key_hash(printed.split("hash:", 1)[1].strip())
+    assert verify_key(API_KEY, record)
+    assert not verify_key("another-key-0123456789", record)
+
+
+def test_serve_refuses_tls_cert_without_key(tmp_path: Path) -> None:
+    from airctrl.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "server:\n"
+        f"  api_keys: ['{api_key_hash()}']\n"
+        f"  tls_cert_file: {tmp_path / 'cert.pem'}\n"
+    )
+
+    assert main(["--config", str(config), "serve"]) == 2

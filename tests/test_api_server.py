@@ -248,3 +248,66 @@ def test_declared_oversize_upload_is_refused_before_the_body(
 
     assert answer.startswith(b"HTTP/1.1 413")
     assert b'"detail"' in answer
+
+
+def test_gunicorn_with_uvicorn_workers_serves_the_app(
+    tmp_path: Path, load_images: dict[int, bytes]
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from apiserver import free_port, write_config
+
+    port = free_port()
+    config = write_config(tmp_path / "config.yaml", base_settings(tmp_path))
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = {
+        **os.environ,
+        "AIRCTRL_CONFIG": str(config),
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }
+    env.pop("AIRCTRL_SERVE_SETTINGS_JSON", None)
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    process = subprocess.Popen(
+        [
+            str(gunicorn),
+            "-k",
+            "uvicorn.workers.UvicornWorker",
+            "-w",
+            "2",
+            "-b",
+            f"127.0.0.1:{port}",
+            "airctrl.api.app:create_app_from_env()",
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        answers = [
+            httpx.post(
+                url + "/v1/detect",
+                files={"file": ("f", load_images[n])},
+                headers=KEY,
+                timeout=60,
+            ).json()["face_count"]
+            for n in (1, 0, 12)
+        ]
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+    assert answers == [1, 0, 12]
