@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -716,11 +716,8 @@ def fit_params(
         "fitted_by": "airctrl calibrate",
         "photos": len(usable),
         "per_class": {c: labels.count(c) for c in EMOTIONS},
-        "c": options.c,
-        "folds": options.folds,
-        "seed": options.seed,
-        "anchor_weight": options.anchor_weight,
         "contempt": CONTEMPT_POLICY,
+        "options": asdict(options),
     }
     info.update(meta or {})
     return EmotionParams(

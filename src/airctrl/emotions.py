@@ -242,7 +242,7 @@ class EmotionParams:
             "format": "airctrl-emotion-params/1",
             "classes": list(self.classes),
             "terms": list(self.terms),
-            "transform": f"sqrt(x+{TRANSFORM_OFFSET})",
+            "transform": f"sqrt(x+{TRANSFORM_OFFSET}); geo_* as is",
             "center": {t: r(self.center[t]) for t in self.terms},
             "weights": {
                 c: {t: r(self.weights[c][t]) for t in self.terms} for c in self.classes
