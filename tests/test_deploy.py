@@ -649,3 +649,43 @@ def test_gunicorn_workers_share_one_metrics_view_across_worker_restarts(
     assert len(_worker_pids(process)) == 2 and not served & set(_worker_pids(process))
     assert len(_writer_pids(metrics_dir)) > len(served)  # a new process wrote too
     assert count == polls + 20
+
+
+# --- docs -------------------------------------------------------------------------------
+
+DOCS = ROOT / "docs"
+
+
+def _runbook_sections() -> dict[str, str]:
+    text = (DOCS / "RUNBOOK.md").read_text(encoding="utf-8")
+    parts = re.split(r"^## (\S+)\s*$", text, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+@pytest.mark.parametrize("alert", sorted(rule["alert"] for rule in _alert_rules()))
+def test_every_alert_has_a_runbook_section_saying_meaning_check_and_fix(
+    alert: str,
+) -> None:
+    section = _runbook_sections().get(alert, "")
+    rule = next(r for r in _alert_rules() if r["alert"] == alert)
+
+    assert "**What it means.**" in section
+    assert "**How to check.**" in section
+    assert "**How to fix.**" in section
+    assert rule["annotations"]["runbook"] == f"docs/RUNBOOK.md#{alert.lower()}"
+
+
+def test_deployment_guide_says_plainly_that_no_docker_engine_ran_here() -> None:
+    text = (DOCS / "DEPLOYMENT.md").read_text(encoding="utf-8")
+
+    assert "no Docker engine" in text and "has **not** been built" in text
+
+
+def test_settings_examples_in_the_deployment_guide_are_valid(tmp_path: Path) -> None:
+    text = (DOCS / "DEPLOYMENT.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
+    assert blocks
+    for number, block in enumerate(blocks):
+        path = tmp_path / f"example{number}.yaml"
+        path.write_text(block, encoding="utf-8")
+        load_settings(path, environ={})
