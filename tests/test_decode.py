@@ -288,13 +288,24 @@ def test_sniff_kind_recognises_webm(
         (lambda p: media.jpeg(p), "image"),
         (lambda p: media.png(p), "image"),
         (lambda p: media.heic(p), "image"),
+        (lambda p: media.encode(Image.fromarray(p), "AVIF"), "image"),
         (lambda p: media.animated([p, p], "WEBP"), "image"),
         (lambda p: media.encode(Image.fromarray(p), "TIFF"), "image"),
         (lambda p: media.encode(Image.fromarray(p), "PPM"), "image"),
         (lambda p: media.HTML_PAGE, None),
         (lambda p: b"", None),
     ],
-    ids=["jpeg", "png", "heic", "webp", "tiff", "ppm-by-pillow", "html", "empty"],
+    ids=[
+        "jpeg",
+        "png",
+        "heic",
+        "avif",
+        "webp",
+        "tiff",
+        "ppm-by-pillow",
+        "html",
+        "empty",
+    ],
 )
 def test_sniff_kind_decides_from_content_not_name(
     tmp_path: Path, photo: Array, make: Callable[[Array], bytes], expected: str | None
