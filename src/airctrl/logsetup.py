@@ -141,6 +141,10 @@ def _gzip_rotator(source: str, destination: str) -> None:
 def _file_handler(
     settings: LoggingSettings, path: Path
 ) -> logging.handlers.TimedRotatingFileHandler:
+    # Limitation: rotation is per process. Several processes writing one file
+    # (e.g. `airctrl serve` with server.workers > 1) race at rollover and can
+    # lose or interleave lines; give each process its own file or log to
+    # stderr and let journald / the container runtime collect it.
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.handlers.TimedRotatingFileHandler(
         path,
