@@ -106,6 +106,7 @@ def test_record_frame_maps_unknown_emotion_label_to_other(source: str) -> None:
         pytest.param(0, 2000, 1, id="face-exactly-2s-ago-is-expected"),
         pytest.param(0, 2500, 0, id="face-2.5s-ago-is-an-empty-scene"),
         pytest.param(5000, 100, 0, id="timestamp-went-back-forgets-face"),
+        pytest.param(0, 0, 0, id="stills-at-the-same-timestamp-are-not-a-stream"),
         pytest.param(None, 1000, 0, id="never-had-a-face"),
     ],
 )

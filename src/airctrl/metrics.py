@@ -298,8 +298,8 @@ def record_frame(
     label, confidence (histogram and rolling mean), the FPS gauge, and the
     ``no_face`` failure counter when the frame has no face although the source
     had one less than :data:`FACE_EXPECTED_WINDOW_SECONDS` earlier (stream time,
-    from ``result.timestamp_ms``; a timestamp that goes backwards, as when a
-    file loops, forgets the earlier face).
+    from ``result.timestamp_ms``; a timestamp that does not move forward, as
+    when a file loops or for independent stills, forgets the earlier face).
 
     Args:
         source: source string or configured name (see :func:`source_label`).
@@ -348,8 +348,10 @@ def record_frame(
 
 def _face_expected(state: _SourceState, timestamp_ms: int) -> bool:
     """Tell whether the source had a face recently enough to expect one now."""
-    if state.last_timestamp_ms is not None and timestamp_ms < state.last_timestamp_ms:
-        state.last_face_ms = None  # the stream restarted (looped file, new stream)
+    if state.last_timestamp_ms is not None and timestamp_ms <= state.last_timestamp_ms:
+        # Not a stream moving forward: a restarted or looped stream, or
+        # independent stills (API uploads all at 0 ms). Expect nothing.
+        state.last_face_ms = None
     if state.last_face_ms is None:
         return False
     return timestamp_ms - state.last_face_ms <= FACE_EXPECTED_WINDOW_SECONDS * 1000.0
