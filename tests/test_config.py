@@ -100,3 +100,7 @@ def test_config_yaml_lists_every_setting() -> None:
     missing = _leaf_keys(Settings) - _yaml_keys(data)
 
     assert not missing, f"config.yaml lacks: {sorted(missing)}"
+
+
+def test_config_yaml_holds_the_built_in_defaults() -> None:
+    assert load_settings(REPO_ROOT / "config.yaml", environ={}) == Settings()
