@@ -689,3 +689,15 @@ def test_settings_examples_in_the_deployment_guide_are_valid(tmp_path: Path) -> 
         path = tmp_path / f"example{number}.yaml"
         path.write_text(block, encoding="utf-8")
         load_settings(path, environ={})
+
+
+def test_every_exported_metric_is_described_in_the_runbook() -> None:
+    from airctrl.metrics import REGISTRY
+
+    text = (DOCS / "RUNBOOK.md").read_text(encoding="utf-8")
+    families = {
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in REGISTRY.collect()
+    }
+
+    assert [name for name in sorted(families) if f"`{name}`" not in text] == []
