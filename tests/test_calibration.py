@@ -269,3 +269,20 @@ def test_calibrate_command_writes_same_parameter_file_twice(
     params = json.loads(outputs[0])
     assert params["meta"]["photos"] == 4
     assert (tmp_path / "report" / "calibration_report.md").is_file()
+
+
+def test_missing_and_undecodable_photos_are_kept_with_reasons(
+    tmp_path: Path, model_path: Path
+) -> None:
+    folder = tmp_path / "set"
+    folder.mkdir()
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    manifest = write_manifest(
+        folder, ["gone.jpg,happy,d,s1,u,u,u", "broken.jpg,sad,d,s2,u,u,u"]
+    )
+    rows, _ = read_manifest(manifest)
+    settings = Settings(assets=AssetSettings(cache_dir=tmp_path / "cache"))
+    samples = extract_samples(rows, settings, model_path=model_path)
+    assert [s.face for s in samples] == [None, None]
+    assert samples[0].error == "file not found"
+    assert samples[1].error is not None and "could not be decoded" in samples[1].error
