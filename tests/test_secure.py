@@ -279,3 +279,28 @@ def test_decrypt_new_key_creates_a_usable_key_file(
     assert main(["decrypt", "--new-key", str(tmp_path / "k")]) == 2
     cipher = load_cipher(tmp_path / "k", environ={})
     assert cipher.decrypt_line(cipher.encrypt_line("ok")) == "ok"
+
+
+def test_decrypt_works_under_a_config_whose_own_logs_are_encrypted(
+    tmp_path: Path,
+    key_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The service's config encrypts its log file; the operator has no key in
+    # the environment and no write access to that log: decrypt must still run.
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"logging:\n  file: {tmp_path / 'no-such-dir' / 'x.log'}\n  encrypt: true\n",
+        encoding="utf-8",
+    )
+    path = tmp_path / "events.enc"
+    _write(path, load_cipher(key_file, environ={}), ["ok"])
+
+    code = main(
+        ["--config", str(config), "decrypt", str(path), "--key-file", str(key_file)]
+    )
+
+    assert code == 0 and capsys.readouterr().out == "ok\n"
+    assert not (tmp_path / "no-such-dir").exists()

@@ -55,10 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(settings: Settings) -> None:
+def _configure_logging(settings: Settings, args: argparse.Namespace) -> None:
     from airctrl.logsetup import configure_logging
 
-    configure_logging(settings.logging)
+    logging_settings = settings.logging
+    if getattr(args, "console_logging_only", False):
+        # Operator tools (e.g. decrypt) must not need the service's log file or key.
+        logging_settings = logging_settings.model_copy(
+            update={"file": None, "encrypt": False}
+        )
+    configure_logging(logging_settings)
 
 
 def _fail(message: str) -> int:
@@ -74,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         overrides = {"logging.level": args.log_level} if args.log_level else {}
         settings = load_settings(args.config, overrides=overrides)
-        _configure_logging(settings)
+        _configure_logging(settings, args)
         result: int = args.handler(args, settings)
         return result
     except AirctrlError as exc:

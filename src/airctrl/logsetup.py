@@ -50,6 +50,12 @@ _RECORD_FIELDS: Final = frozenset(
     | {"message", "asctime", "taskName"}
 )
 
+#: Third-party loggers held at INFO even when the level is DEBUG.
+_CHATTY_LIBRARIES: Final = (
+    "matplotlib", "PIL", "urllib3", "asyncio", "httpx", "httpcore", "multipart",
+    "python_multipart", "websockets", "redis",
+)  # fmt: skip
+
 _REDACTIONS: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
     # scheme://user:password@host -> scheme://***@host
     (
@@ -208,5 +214,7 @@ def configure_logging(
         handler.addFilter(redactor)
         root.addHandler(handler)
     root.setLevel(settings.level)
+    for name in _CHATTY_LIBRARIES:  # DEBUG is for our modules, not their internals
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))
     logging.captureWarnings(True)
     return handlers

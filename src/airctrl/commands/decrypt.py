@@ -49,7 +49,9 @@ def register(subparsers: Any) -> None:
         metavar="PATH",
         help="create a new key file at PATH (never overwrites) and exit",
     )
-    parser.set_defaults(handler=_decrypt)
+    # Runs as an operator tool: console logging only, never the service's
+    # (possibly encrypted) log file.
+    parser.set_defaults(handler=_decrypt, console_logging_only=True)
 
 
 def _key_file(args: argparse.Namespace, settings: Settings) -> Path | None:
@@ -79,8 +81,12 @@ def _decrypt(args: argparse.Namespace, settings: Settings) -> int:
     cipher = load_cipher(_key_file(args, settings), environ=environ)
 
     if args.output is None:
-        for line in read_lines(args.file, cipher):
-            sys.stdout.write(line + "\n")
+        try:
+            for line in read_lines(args.file, cipher):
+                sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:  # piped into head/less that quit early: not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     partial = args.output.with_name(args.output.name + ".partial")
     try:
