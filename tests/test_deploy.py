@@ -701,3 +701,18 @@ def test_every_exported_metric_is_described_in_the_runbook() -> None:
     }
 
     assert [name for name in sorted(families) if f"`{name}`" not in text] == []
+
+
+def test_docker_build_context_keeps_every_file_the_dockerfile_copies() -> None:
+    ignore = (
+        (DEPLOY / "Dockerfile.dockerignore").read_text(encoding="utf-8").splitlines()
+    )
+    kept = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    copies = re.findall(
+        r"^COPY (?!--from)(.+) \S+$", (DEPLOY / "Dockerfile").read_text(), re.MULTILINE
+    )
+    sources = [source for line in copies for source in line.split()]
+
+    assert "*" in ignore  # everything else stays out of the context
+    assert sources and [s for s in sources if s.rstrip("/") not in kept] == []
+    assert all((ROOT / s).exists() for s in sources)
