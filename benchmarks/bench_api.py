@@ -7,7 +7,7 @@ Measures, on this machine:
 * ``POST /v1/detect`` median and p95 latency over loopback, one client;
 * throughput (requests/s) with 1 and 2 workers under concurrent load;
 * resident memory of the server after 200 and after 2,000 requests cycling
-  good and bad inputs.
+  good and bad inputs, and every 10 of 50 open/close stream sessions.
 
 Targets: median API latency <= 1.3 x (raw + decode); memory growth between
 the two readings < 5 %. Run from the repository root::
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import signal
 import socket
@@ -217,6 +218,26 @@ def bench_memory(url: str, pid: int, uploads: dict[str, bytes]) -> tuple[int, in
     return readings[200], readings[2000]
 
 
+def bench_stream_sessions(url: str, pid: int, frame: bytes, sessions: int) -> list[int]:
+    """Open and close ``sessions`` WebSocket sessions (5 frames each); RSS every 10."""
+    from websockets.sync.client import connect
+
+    readings = []
+    ws_url = url.replace("http://", "ws://") + "/v1/stream"
+    for index in range(sessions):
+        with connect(ws_url, additional_headers={"X-API-Key": KEY}) as ws:
+            ws.send(json.dumps({}))
+            ws.recv()
+            for _ in range(5):
+                ws.send(frame)
+                ws.recv()
+            ws.send(json.dumps({"type": "end"}))
+        if (index + 1) % 10 == 0:
+            time.sleep(0.2)  # let the server finish closing the last session
+            readings.append(rss_bytes(pid))
+    return readings
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200, help="latency samples")
@@ -257,6 +278,13 @@ def main() -> int:
                 f"memory growth 200 -> 2000:         {growth * 100:+.2f} % "
                 f"(target < {MEMORY_GROWTH_TARGET * 100:.0f} %) "
                 f"{'OK' if growth < MEMORY_GROWTH_TARGET else 'MISSED'}"
+            )
+            sessions = bench_stream_sessions(url, pid, photo, 50)
+            print(
+                "server RSS every 10 of 50 stream sessions: "
+                + ", ".join(f"{r / 2**20:.1f}" for r in sessions)
+                + f" MiB ({(sessions[-1] - sessions[0]) / sessions[0] * 100:+.2f} % "
+                "from the 10th to the 50th)"
             )
         with server(workdir, 2) as (url, _pid):
             two = bench_throughput(url, photo, args.clients, args.load_seconds)

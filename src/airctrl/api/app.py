@@ -275,6 +275,32 @@ def create_app(
     return app
 
 
+#: glibc ``mallopt`` parameter number of M_ARENA_MAX.
+_M_ARENA_MAX = -8
+#: Malloc arenas per worker. glibc gives each thread its own arena; the
+#: threads that create, run and close a video pipeline per WebSocket session
+#: then leave fragmented arenas behind, and resident memory crept up ~100 MB
+#: over 150 sessions in benchmarks/bench_api.py. Two arenas kept it flat.
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc malloc arenas for this process; return False where not glibc.
+
+    Respects a ``MALLOC_ARENA_MAX`` already set in the environment.
+    """
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_ARENA_MAX, arenas))
+    except (OSError, AttributeError):
+        logger.debug("mallopt unavailable; malloc arenas left as they are")
+        return False
+
+
 def create_app_from_env() -> FastAPI:
     """Build the app from ``AIRCTRL_SERVE_SETTINGS_JSON`` or ``AIRCTRL_CONFIG``.
 
@@ -291,4 +317,5 @@ def create_app_from_env() -> FastAPI:
     from airctrl.logsetup import configure_logging
 
     configure_logging(settings.logging)
+    limit_malloc_arenas()
     return create_app(settings)
