@@ -167,6 +167,9 @@ class ServerSettings(_Section):
     max_stream_sessions: int = Field(default=8, ge=1, le=256)
     #: Plain-text key the web page at / is given without asking (kiosk use).
     kiosk_key_file: Path | None = None
+    #: Longest time a client may take to send one request body; a stalled
+    #: upload gets 408 instead of holding a connection forever.
+    upload_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
 
 
 class StorageSettings(_Section):
