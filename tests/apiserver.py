@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import ssl
@@ -170,6 +169,3 @@ def server_log(workdir: Path) -> str:
     )
 
 
-def have(tool: str) -> bool:
-    """Return True when ``tool`` is on PATH."""
-    return shutil.which(tool) is not None

@@ -116,7 +116,9 @@ def test_tls_server_answers_https_requests(tls_server: str) -> None:
 @pytest.fixture(scope="module")
 def workers_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("workers")
-    settings = base_settings(folder, workers=2, max_upload_bytes=1_000_000)
+    settings = base_settings(
+        folder, workers=2, max_upload_bytes=1_000_000, upload_timeout_seconds=2
+    )
     with airctrl_server(folder, settings) as url:
         yield url
 
@@ -311,3 +313,22 @@ def test_gunicorn_with_uvicorn_workers_serves_the_app(
         process.wait(timeout=30)
 
     assert answers == [1, 0, 12]
+
+
+def test_stalled_upload_is_answered_408(workers_server: str) -> None:
+    with socket.create_connection(
+        ("127.0.0.1", _port(workers_server)), timeout=15
+    ) as sock:
+        sock.sendall(
+            b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nX-API-Key: "
+            + API_KEY.encode()
+            + b"\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n"
+            + b"\xff\xd8"
+            + b"0" * 100
+        )
+        started = time.monotonic()
+        answer = sock.recv(4096)
+        waited = time.monotonic() - started
+
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert 1.5 <= waited < 10

@@ -9,6 +9,7 @@ the entry point uvicorn and gunicorn workers call
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from airctrl.api.auth import ApiKeyRing
 from airctrl.api.errors import (
     PayloadTooLargeError,
+    UploadTimeoutError,
     error_response,
     install_error_handlers,
 )
@@ -103,12 +105,19 @@ class BodyLimitMiddleware:
 
     A declared ``Content-Length`` over the limit is answered 413 at once; a
     chunked body is counted as it arrives and the request fails with 413 as soon
-    as it passes the limit.
+    as it passes the limit. A body still arriving ``timeout_seconds`` after the
+    route first asked for it fails with 408.
     """
 
-    def __init__(self, app: ASGIApp, limit_for: Callable[[str], int]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit_for: Callable[[str], int],
+        timeout_seconds: float = 30.0,
+    ) -> None:
         self.app = app
         self.limit_for = limit_for
+        self.timeout_seconds = timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -131,10 +140,20 @@ class BodyLimitMiddleware:
                     return
 
         received = 0
+        deadline: float | None = None
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, deadline
+            if deadline is None:
+                deadline = time.monotonic() + self.timeout_seconds
+            try:
+                message = await asyncio.wait_for(
+                    receive(), max(0.0, deadline - time.monotonic())
+                )
+            except TimeoutError:
+                raise UploadTimeoutError(
+                    f"upload not finished within {self.timeout_seconds:g} s"
+                ) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
@@ -270,7 +289,11 @@ def create_app(
             return batch_limit
         return SMALL_BODY_BYTES
 
-    app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit_for=limit_for,
+        timeout_seconds=server.upload_timeout_seconds,
+    )
     app.add_middleware(HttpMetricsMiddleware)
     return app
 

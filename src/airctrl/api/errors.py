@@ -20,6 +20,7 @@ __all__ = [
     "BadRequestError",
     "PayloadTooLargeError",
     "ServiceBusyError",
+    "UploadTimeoutError",
     "error_response",
     "install_error_handlers",
 ]
@@ -34,6 +35,12 @@ class PayloadTooLargeError(AirctrlError):
     """The request body is larger than ``server.max_upload_bytes`` allows."""
 
     http_status = 413
+
+
+class UploadTimeoutError(AirctrlError):
+    """The client did not finish sending the request body in time."""
+
+    http_status = 408
 
 
 class BadRequestError(AirctrlError):

@@ -54,6 +54,7 @@ _bearer = HTTPBearer(auto_error=False, scheme_name="Bearer")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Empty or malformed upload"},
     401: {"model": ErrorBody, "description": "Missing or invalid API key"},
+    408: {"model": ErrorBody, "description": "Upload not finished in time"},
     413: {"model": ErrorBody, "description": "Upload over server.max_upload_bytes"},
     415: {"model": ErrorBody, "description": "Not an image format AIRCTRL reads"},
     422: {
