@@ -167,5 +167,3 @@ def server_log(workdir: Path) -> str:
     return "\n".join(
         p.read_text(errors="replace") for p in sorted(workdir.glob("server-*.log"))
     )
-
-
