@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 AIRCTRL := $(VENV)/bin/airctrl
 DEV_MANIFEST ?= ../shared/data/dev/manifest.csv
 
-.PHONY: setup run test bench evaluate calibrate lint typecheck soak
+.PHONY: setup run test bench bench-api bench-still soak evaluate calibrate lint typecheck
 
 setup:
 	bash scripts/setup.sh
@@ -18,14 +18,23 @@ test: setup
 bench: setup
 	$(PY) benchmarks/bench_pipeline.py
 
+bench-api: setup
+	$(PY) benchmarks/bench_api.py
+
+bench-still: setup
+	$(PY) benchmarks/bench_still_detection.py
+
+soak: setup
+	$(PY) benchmarks/soak.py
+
 lint:
 	$(VENV)/bin/ruff check src tests benchmarks
 
 typecheck:
 	$(VENV)/bin/mypy
 
-evaluate:
+evaluate: setup
 	$(AIRCTRL) evaluate --manifest $(DEV_MANIFEST) --group-by dataset,sex,ethnicity --output-dir reports/eval
 
-calibrate:
+calibrate: setup
 	$(AIRCTRL) calibrate --manifest $(DEV_MANIFEST) --output src/airctrl/data/emotion_params.json --cv

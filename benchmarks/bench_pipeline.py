@@ -56,7 +56,9 @@ def time_raw(model: Path, frames: list[Frame], max_faces: int) -> float:
     )
     landmarker = vision.FaceLandmarker.create_from_options(options)
     try:
-        images = [mp.Image(image_format=mp.ImageFormat.SRGB, data=f.image) for f in frames]
+        images = [
+            mp.Image(image_format=mp.ImageFormat.SRGB, data=f.image) for f in frames
+        ]
         started = time.perf_counter()
         for i, image in enumerate(images):
             landmarker.detect_for_video(image, i * 33)
@@ -70,13 +72,18 @@ def time_pipeline(
 ) -> float:
     """Seconds for the AIRCTRL pipeline over ``frames``; optionally HUD + video."""
     hud = HudRenderer()
-    with tempfile.TemporaryDirectory() as tmp, Pipeline(settings, mode="video", model_path=model) as pipeline:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Pipeline(settings, mode="video", model_path=model) as pipeline,
+    ):
         video = VideoSink(Path(tmp) / "bench.mp4", fps=30.0) if with_hud else None
         started = time.perf_counter()
         for i, frame in enumerate(frames):
             result = pipeline.process(Frame(frame.image, i * 33, i))
             if video is not None:
-                bgr: npt.NDArray[np.uint8] = cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)
+                bgr: npt.NDArray[np.uint8] = cv2.cvtColor(
+                    frame.image, cv2.COLOR_RGB2BGR
+                )
                 hud.draw(bgr, result, HudStatus(fps=30.0))
                 video.write(bgr)
         elapsed = time.perf_counter() - started
@@ -93,7 +100,12 @@ def best_of(repeats: int, run: Callable[[], float]) -> float:
 def main() -> None:
     """Run the benchmark and print a table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--video", type=Path, default=None, help="default: WolfgangLanger_Pexels.mp4 sample")
+    parser.add_argument(
+        "--video",
+        type=Path,
+        default=None,
+        help="default: WolfgangLanger_Pexels.mp4 sample",
+    )
     parser.add_argument("--frames", type=int, default=472)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
@@ -103,11 +115,19 @@ def main() -> None:
     video = args.video or resolve_sample("WolfgangLanger_Pexels.mp4")
     frames = load_frames(video, args.frames)
     n = len(frames)
-    print(f"video: {video.name}, {n} frames {frames[0].width}x{frames[0].height}, median of {args.repeats} runs")
+    print(
+        f"video: {video.name}, {n} frames {frames[0].width}x{frames[0].height}, median of {args.repeats} runs"
+    )
 
-    raw = best_of(args.repeats, lambda: time_raw(model, frames, settings.detection.max_faces))
-    bare = best_of(args.repeats, lambda: time_pipeline(settings, model, frames, with_hud=False))
-    full = best_of(args.repeats, lambda: time_pipeline(settings, model, frames, with_hud=True))
+    raw = best_of(
+        args.repeats, lambda: time_raw(model, frames, settings.detection.max_faces)
+    )
+    bare = best_of(
+        args.repeats, lambda: time_pipeline(settings, model, frames, with_hud=False)
+    )
+    full = best_of(
+        args.repeats, lambda: time_pipeline(settings, model, frames, with_hud=True)
+    )
 
     rows = [
         ("raw MediaPipe VIDEO mode", raw),

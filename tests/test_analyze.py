@@ -17,30 +17,46 @@ def analyze(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, Any, s
     code = main(["analyze", "--no-progress", *args])
     captured = capsys.readouterr()
     is_json = "--format" not in args
-    data = json.loads(captured.out) if is_json and captured.out.strip() else captured.out
+    data = (
+        json.loads(captured.out) if is_json and captured.out.strip() else captured.out
+    )
     return code, data, captured.err
 
 
-def test_analyze_single_face_photo_is_one_happy_face(capsys: pytest.CaptureFixture[str], sample_path: Callable[[str], Path]) -> None:
+def test_analyze_single_face_photo_is_one_happy_face(
+    capsys: pytest.CaptureFixture[str], sample_path: Callable[[str], Path]
+) -> None:
     code, data, _ = analyze(capsys, str(sample_path("single_face.jpg")))
 
     faces = data["results"][0]["faces"]
     assert code == 0
     assert len(faces) == 1
     assert faces[0]["emotion"] == "happy"
-    assert set(faces[0]["probabilities"]) == {"neutral", "happy", "sad", "angry", "surprised", "fear", "disgust"}
+    assert set(faces[0]["probabilities"]) == {
+        "neutral",
+        "happy",
+        "sad",
+        "angry",
+        "surprised",
+        "fear",
+        "disgust",
+    }
     assert sum(faces[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
     assert faces[0]["evidence"], "every prediction names its evidence"
 
 
-def test_analyze_group_photo_finds_five_faces(capsys: pytest.CaptureFixture[str], sample_path: Callable[[str], Path]) -> None:
+def test_analyze_group_photo_finds_five_faces(
+    capsys: pytest.CaptureFixture[str], sample_path: Callable[[str], Path]
+) -> None:
     code, data, _ = analyze(capsys, str(sample_path("multi_face.jpg")))
 
     assert code == 0
     assert len(data["results"][0]["faces"]) == 5
 
 
-def test_analyze_landscape_has_no_face_and_no_emotion(capsys: pytest.CaptureFixture[str], sample_path: Callable[[str], Path]) -> None:
+def test_analyze_landscape_has_no_face_and_no_emotion(
+    capsys: pytest.CaptureFixture[str], sample_path: Callable[[str], Path]
+) -> None:
     code, data, _ = analyze(capsys, str(sample_path("free-mountain-vector-01.jpg")))
 
     assert code == 0
@@ -48,11 +64,15 @@ def test_analyze_landscape_has_no_face_and_no_emotion(capsys: pytest.CaptureFixt
     assert "emotion" not in json.dumps(data["results"][0])
 
 
-def test_analyze_video_follows_neutral_then_happy(capsys: pytest.CaptureFixture[str], sample_path: Callable[[str], Path]) -> None:
+def test_analyze_video_follows_neutral_then_happy(
+    capsys: pytest.CaptureFixture[str], sample_path: Callable[[str], Path]
+) -> None:
     code, data, _ = analyze(capsys, str(sample_path("single_face.mp4")))
 
     frames = data["results"][0]["frames"]
-    labels = {f["frame"]: (f["faces"][0]["emotion"] if f["faces"] else None) for f in frames}
+    labels = {
+        f["frame"]: (f["faces"][0]["emotion"] if f["faces"] else None) for f in frames
+    }
     happy_mid = sum(labels[i] == "happy" for i in range(24, 61))
     happy_start = sum(labels[i] == "happy" for i in range(0, 16))
     assert code == 0
@@ -62,7 +82,9 @@ def test_analyze_video_follows_neutral_then_happy(capsys: pytest.CaptureFixture[
 
 
 def test_analyze_folder_mixes_images_and_reports_unreadable_file(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], sample_path: Callable[[str], Path]
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    sample_path: Callable[[str], Path],
 ) -> None:
     (tmp_path / "a.jpg").write_bytes(sample_path("single_face.jpg").read_bytes())
     (tmp_path / "broken.jpg").write_bytes(b"<html><body>not a photo</body></html>")
@@ -75,8 +97,12 @@ def test_analyze_folder_mixes_images_and_reports_unreadable_file(
     assert err.strip().count("\n") == 0 and err.startswith("airctrl: error:")
 
 
-def test_analyze_csv_has_header_and_one_row_per_face(capsys: pytest.CaptureFixture[str], sample_path: Callable[[str], Path]) -> None:
-    code, out, _ = analyze(capsys, "--format", "csv", str(sample_path("multi_face.jpg")))
+def test_analyze_csv_has_header_and_one_row_per_face(
+    capsys: pytest.CaptureFixture[str], sample_path: Callable[[str], Path]
+) -> None:
+    code, out, _ = analyze(
+        capsys, "--format", "csv", str(sample_path("multi_face.jpg"))
+    )
 
     rows = list(csv.DictReader(io.StringIO(out)))
     assert code == 0
@@ -84,15 +110,21 @@ def test_analyze_csv_has_header_and_one_row_per_face(capsys: pytest.CaptureFixtu
     assert all(row["emotion"] for row in rows)
 
 
-def test_analyze_jsonl_marks_faceless_image(capsys: pytest.CaptureFixture[str], sample_path: Callable[[str], Path]) -> None:
-    code, out, _ = analyze(capsys, "--format", "jsonl", str(sample_path("free-mountain-vector-01.jpg")))
+def test_analyze_jsonl_marks_faceless_image(
+    capsys: pytest.CaptureFixture[str], sample_path: Callable[[str], Path]
+) -> None:
+    code, out, _ = analyze(
+        capsys, "--format", "jsonl", str(sample_path("free-mountain-vector-01.jpg"))
+    )
 
     events = [json.loads(line) for line in out.splitlines()]
     assert code == 0
     assert [e["event"] for e in events] == ["no_face"]
 
 
-def test_analyze_missing_file_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_analyze_missing_file_is_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _, err = analyze(capsys, str(tmp_path / "nope.jpg"))
 
     assert code == 2

@@ -29,13 +29,27 @@ def write(tmp_path: Path, text: str) -> Path:
         ("detection:\n  max_faces: 0\n", "'detection.max_faces'"),
         ("smoothing:\n  ema_alpha: fast\n", "'smoothing.ema_alpha'"),
         ("hud:\n  window: sometimes\n", "'hud.window'"),
-        ("sources:\n  - source: '0'\n    read_timeout_seconds: -1\n", "'sources.0.read_timeout_seconds'"),
+        (
+            "sources:\n  - source: '0'\n    read_timeout_seconds: -1\n",
+            "'sources.0.read_timeout_seconds'",
+        ),
         ("- just\n- a list\n", "expected a mapping"),
         ("detection: [\n", "not valid YAML at line"),
     ],
-    ids=["typo-in-section", "unknown-section", "out-of-range", "wrong-type", "bad-choice", "list-item", "not-mapping", "bad-yaml"],
+    ids=[
+        "typo-in-section",
+        "unknown-section",
+        "out-of-range",
+        "wrong-type",
+        "bad-choice",
+        "list-item",
+        "not-mapping",
+        "bad-yaml",
+    ],
 )
-def test_load_settings_names_the_bad_key(tmp_path: Path, text: str, expected: str) -> None:
+def test_load_settings_names_the_bad_key(
+    tmp_path: Path, text: str, expected: str
+) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(write(tmp_path, text), environ={})
 
@@ -51,7 +65,9 @@ def test_load_settings_missing_file_is_one_line_error(tmp_path: Path) -> None:
 def test_environment_overrides_file(tmp_path: Path) -> None:
     path = write(tmp_path, "storage:\n  backend: sqlite\n")
 
-    settings = load_settings(path, environ={"AIRCTRL_STORAGE_BACKEND": "redis", "AIRCTRL_LOG_LEVEL": "debug"})
+    settings = load_settings(
+        path, environ={"AIRCTRL_STORAGE_BACKEND": "redis", "AIRCTRL_LOG_LEVEL": "debug"}
+    )
 
     assert settings.storage.backend == "redis"
     assert settings.logging.level == "DEBUG"
@@ -59,7 +75,9 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
 
 def test_environment_override_is_validated_too(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="storage.backend"):
-        load_settings(write(tmp_path, "{}\n"), environ={"AIRCTRL_STORAGE_BACKEND": "mongo"})
+        load_settings(
+            write(tmp_path, "{}\n"), environ={"AIRCTRL_STORAGE_BACKEND": "mongo"}
+        )
 
 
 def _leaf_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
@@ -80,7 +98,11 @@ def _yaml_keys(data: Any, prefix: str = "") -> set[str]:
     if isinstance(data, list):
         data = data[0] if data else {}
     for name, value in data.items():
-        if isinstance(value, (dict, list)) and value and name not in ("overrides", "api_keys"):
+        if (
+            isinstance(value, (dict, list))
+            and value
+            and name not in ("overrides", "api_keys")
+        ):
             keys |= _yaml_keys(value, f"{prefix}{name}.")
         else:
             keys.add(prefix + name)

@@ -11,9 +11,24 @@ from airctrl.types import EMOTIONS, BoundingBox, EmotionEstimate, HeadPose
 
 
 def frame_with_face(label: str = "happy", confidence: float = 0.8) -> FrameResult:
-    probs = {name: (confidence if name == label else (1 - confidence) / 6) for name in EMOTIONS}
-    estimate = EmotionEstimate(label, probs, confidence, (("lip-corner pull", 0.81), ("cheek raise", 0.62)))
-    face = FaceResult(1, BoundingBox(100, 80, 120, 140), estimate, estimate, HeadPose(0, 0, 0), False, "live", 2, False)
+    probs = {
+        name: (confidence if name == label else (1 - confidence) / 6)
+        for name in EMOTIONS
+    }
+    estimate = EmotionEstimate(
+        label, probs, confidence, (("lip-corner pull", 0.81), ("cheek raise", 0.62))
+    )
+    face = FaceResult(
+        1,
+        BoundingBox(100, 80, 120, 140),
+        estimate,
+        estimate,
+        HeadPose(0, 0, 0),
+        False,
+        "live",
+        2,
+        False,
+    )
     return FrameResult(0, 0, 480, 360, (face,))
 
 
@@ -69,9 +84,16 @@ def test_hud_without_result_still_draws_status_panel() -> None:
         ([30, 11, 15, 18], [False, True, True, False]),
         ([12, 12], [False, False]),
     ],
-    ids=["drops-below", "stays-on-between", "recovers-at-threshold", "at-threshold-stays-off"],
+    ids=[
+        "drops-below",
+        "stays-on-between",
+        "recovers-at-threshold",
+        "at-threshold-stays-off",
+    ],
 )
-def test_light_mode_switch_has_hysteresis(readings: list[float], expected: list[bool]) -> None:
+def test_light_mode_switch_has_hysteresis(
+    readings: list[float], expected: list[bool]
+) -> None:
     switch = LightModeSwitch(below_fps=12, recover_fps=18)
 
     assert [switch.update(fps) for fps in readings] == expected

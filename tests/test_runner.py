@@ -38,9 +38,20 @@ def count_video_frames(path: Path) -> int:
 
 
 def test_run_headless_on_video_writes_annotated_video_and_events(
-    tmp_path: Path, sample_path: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    sample_path: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code = main(["run", "--source", str(sample_path("single_face.mp4")), "--headless", "--output-dir", str(tmp_path)])
+    code = main(
+        [
+            "run",
+            "--source",
+            str(sample_path("single_face.mp4")),
+            "--headless",
+            "--output-dir",
+            str(tmp_path),
+        ]
+    )
 
     out = capsys.readouterr().out
     events = read_events(tmp_path / "events.jsonl")
@@ -52,8 +63,23 @@ def test_run_headless_on_video_writes_annotated_video_and_events(
     assert "emotions:" in out
 
 
-def test_run_with_csv_writes_one_row_per_face(tmp_path: Path, sample_path: Callable[[str], Path]) -> None:
-    code = main(["run", "--source", str(sample_path("single_face.mp4")), "--headless", "--no-video", "--csv", "--max-frames", "10", "--output-dir", str(tmp_path)])
+def test_run_with_csv_writes_one_row_per_face(
+    tmp_path: Path, sample_path: Callable[[str], Path]
+) -> None:
+    code = main(
+        [
+            "run",
+            "--source",
+            str(sample_path("single_face.mp4")),
+            "--headless",
+            "--no-video",
+            "--csv",
+            "--max-frames",
+            "10",
+            "--output-dir",
+            str(tmp_path),
+        ]
+    )
 
     lines = (tmp_path / "events.csv").read_text(encoding="utf-8").splitlines()
     face_rows = [line for line in lines if line.startswith("face,")]
@@ -63,8 +89,19 @@ def test_run_with_csv_writes_one_row_per_face(tmp_path: Path, sample_path: Calla
     assert not (tmp_path / "annotated.mp4").exists()
 
 
-def test_run_missing_source_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["run", "--source", str(tmp_path / "missing.mp4"), "--headless", "--output-dir", str(tmp_path)])
+def test_run_missing_source_is_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "run",
+            "--source",
+            str(tmp_path / "missing.mp4"),
+            "--headless",
+            "--output-dir",
+            str(tmp_path),
+        ]
+    )
 
     err = capsys.readouterr().err
     assert code == 2
@@ -72,13 +109,29 @@ def test_run_missing_source_is_one_line_error(tmp_path: Path, capsys: pytest.Cap
     assert "Traceback" not in err
 
 
-def test_run_sigint_stops_cleanly_and_keeps_outputs(tmp_path: Path, sample_path: Callable[[str], Path]) -> None:
-    command = [sys.executable, "-m", "airctrl.cli", "run", "--source", str(sample_path("single_face.mp4")),
-               "--loop", "--headless", "--output-dir", str(tmp_path)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def test_run_sigint_stops_cleanly_and_keeps_outputs(
+    tmp_path: Path, sample_path: Callable[[str], Path]
+) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "airctrl.cli",
+        "run",
+        "--source",
+        str(sample_path("single_face.mp4")),
+        "--loop",
+        "--headless",
+        "--output-dir",
+        str(tmp_path),
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     events = tmp_path / "events.jsonl"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not events.exists() or events.stat().st_size < 20_000):
+    while time.monotonic() < deadline and (
+        not events.exists() or events.stat().st_size < 20_000
+    ):
         time.sleep(0.2)
 
     process.send_signal(signal.SIGINT)
@@ -128,24 +181,48 @@ def test_run_reports_lost_camera_retries_with_growing_waits_and_stops_cleanly(
 
     sources: list[CameraSource] = []
 
-    def source_factory(source: SourceSettings, stop: threading.Event, on_status: Callable[[str, str], None]) -> CameraSource:
-        camera = CameraSource(0, source, capture_factory=factory, on_status=on_status, stop_event=stop)
+    def source_factory(
+        source: SourceSettings,
+        stop: threading.Event,
+        on_status: Callable[[str, str], None],
+    ) -> CameraSource:
+        camera = CameraSource(
+            0, source, capture_factory=factory, on_status=on_status, stop_event=stop
+        )
         sources.append(camera)
         return camera
 
-    camera_settings = SourceSettings(source="0", reconnect_initial_seconds=0.05, reconnect_max_seconds=0.4, reconnect_jitter=0.0, read_timeout_seconds=0.3)
+    camera_settings = SourceSettings(
+        source="0",
+        reconnect_initial_seconds=0.05,
+        reconnect_max_seconds=0.4,
+        reconnect_jitter=0.0,
+        read_timeout_seconds=0.3,
+    )
     settings = Settings(sources=[camera_settings])
     stop = threading.Event()
     result: dict[str, Any] = {}
     thread = threading.Thread(
-        target=lambda: result.update(summary=run(settings, RunOptions(output_dir=tmp_path, write_video=False), stop_event=stop, model_path=model_path, source_factory=source_factory)),
+        target=lambda: result.update(
+            summary=run(
+                settings,
+                RunOptions(output_dir=tmp_path, write_video=False),
+                stop_event=stop,
+                model_path=model_path,
+                source_factory=source_factory,
+            )
+        ),
     )
     thread.start()
     time.sleep(3.0)
     stop.set()
     thread.join(timeout=10)
 
-    states = [e["state"] for e in read_events(tmp_path / "events.jsonl") if e["event"] == "status"]
+    states = [
+        e["state"]
+        for e in read_events(tmp_path / "events.jsonl")
+        if e["event"] == "status"
+    ]
     waits = sources[0].backoff_history
     assert not thread.is_alive()
     assert result["summary"].sources[0].frames == 10
@@ -160,7 +237,10 @@ def test_run_reports_lost_camera_retries_with_growing_waits_and_stops_cleanly(
 def xvfb_display() -> Iterator[str]:
     """A virtual X display for the HUD window test."""
     display = ":87"
-    process = subprocess.Popen(["Xvfb", display, "-screen", "0", "1024x600x24", "-nolisten", "tcp"], stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        ["Xvfb", display, "-screen", "0", "1024x600x24", "-nolisten", "tcp"],
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(1.0)
     try:
         yield display
@@ -169,14 +249,39 @@ def xvfb_display() -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def test_run_window_under_xvfb_shows_the_hud(tmp_path: Path, sample_path: Callable[[str], Path], xvfb_display: str) -> None:
+def test_run_window_under_xvfb_shows_the_hud(
+    tmp_path: Path, sample_path: Callable[[str], Path], xvfb_display: str
+) -> None:
     env = {**os.environ, "DISPLAY": xvfb_display, "QT_QPA_PLATFORM": "xcb"}
-    command = [sys.executable, "-m", "airctrl.cli", "run", "--source", str(sample_path("single_face.mp4")),
-               "--loop", "--window", "--output-dir", str(tmp_path)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "airctrl.cli",
+        "run",
+        "--source",
+        str(sample_path("single_face.mp4")),
+        "--loop",
+        "--window",
+        "--output-dir",
+        str(tmp_path),
+    ]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     time.sleep(8.0)
     shot = tmp_path / "screen.png"
-    subprocess.run([shutil.which("import") or "import", "-display", xvfb_display, "-window", "root", str(shot)], check=True, timeout=30)
+    subprocess.run(
+        [
+            shutil.which("import") or "import",
+            "-display",
+            xvfb_display,
+            "-window",
+            "root",
+            str(shot),
+        ],
+        check=True,
+        timeout=30,
+    )
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
 
@@ -184,9 +289,9 @@ def test_run_window_under_xvfb_shows_the_hud(tmp_path: Path, sample_path: Callab
     # The HUD draws the face box and label in the emotion colour: happy is
     # (60, 200, 60) and neutral (200, 200, 200) in BGR; the status panel is
     # (30, 30, 30). Require a visible amount of box colour and the panel.
-    box_pixels = int(np.all(np.abs(screen.astype(int) - [60, 200, 60]) <= 8, axis=2).sum()) + int(
-        np.all(np.abs(screen.astype(int) - [200, 200, 200]) <= 3, axis=2).sum()
-    )
+    box_pixels = int(
+        np.all(np.abs(screen.astype(int) - [60, 200, 60]) <= 8, axis=2).sum()
+    ) + int(np.all(np.abs(screen.astype(int) - [200, 200, 200]) <= 3, axis=2).sum())
     panel_pixels = int(np.all(screen == [30, 30, 30], axis=2).sum())
     assert process.returncode == 0, err
     assert box_pixels > 300
@@ -194,7 +299,13 @@ def test_run_window_under_xvfb_shows_the_hud(tmp_path: Path, sample_path: Callab
 
 
 def test_load_governor_switches_light_then_skips_then_recovers() -> None:
-    governor = LoadGovernor(light_below_fps=12, light_recover_fps=18, max_stride=4, alpha=1.0, warmup_frames=0)
+    governor = LoadGovernor(
+        light_below_fps=12,
+        light_recover_fps=18,
+        max_stride=4,
+        alpha=1.0,
+        warmup_frames=0,
+    )
     interval = 0.04  # a 25 fps camera
 
     governor.update(0.010, interval)  # 100 fps capacity: all fine
@@ -216,7 +327,13 @@ def test_load_governor_switches_light_then_skips_then_recovers() -> None:
 
 
 def test_load_governor_ignores_warmup_frames() -> None:
-    governor = LoadGovernor(light_below_fps=12, light_recover_fps=18, max_stride=4, alpha=1.0, warmup_frames=2)
+    governor = LoadGovernor(
+        light_below_fps=12,
+        light_recover_fps=18,
+        max_stride=4,
+        alpha=1.0,
+        warmup_frames=2,
+    )
 
     governor.update(1.0, 0.04)
     governor.update(1.0, 0.04)
@@ -225,7 +342,14 @@ def test_load_governor_ignores_warmup_frames() -> None:
 
 
 def test_load_governor_never_skips_when_disabled() -> None:
-    governor = LoadGovernor(light_below_fps=12, light_recover_fps=18, max_stride=4, skip_enabled=False, alpha=1.0, warmup_frames=0)
+    governor = LoadGovernor(
+        light_below_fps=12,
+        light_recover_fps=18,
+        max_stride=4,
+        skip_enabled=False,
+        alpha=1.0,
+        warmup_frames=0,
+    )
 
     governor.update(0.5, 0.04)
 
@@ -261,12 +385,26 @@ def test_run_overloaded_live_source_goes_light_and_skips_frames(
         hud=HudSettings(light_mode_below_fps=5000, light_mode_recover_fps=6000),
         output=OutputSettings(max_lag_frames=3),
     )
-    before = metrics.REGISTRY.get_sample_value("airctrl_frames_skipped_total", {"source": "overload-test"}) or 0.0
+    before = (
+        metrics.REGISTRY.get_sample_value(
+            "airctrl_frames_skipped_total", {"source": "overload-test"}
+        )
+        or 0.0
+    )
 
-    summary = run(settings, RunOptions(output_dir=tmp_path, write_video=False), model_path=model_path,
-                  source_factory=lambda *_: FastLiveSource(happy_face_rgb, 120))
+    summary = run(
+        settings,
+        RunOptions(output_dir=tmp_path, write_video=False),
+        model_path=model_path,
+        source_factory=lambda *_: FastLiveSource(happy_face_rgb, 120),
+    )
 
-    after = metrics.REGISTRY.get_sample_value("airctrl_frames_skipped_total", {"source": "overload-test"}) or 0.0
+    after = (
+        metrics.REGISTRY.get_sample_value(
+            "airctrl_frames_skipped_total", {"source": "overload-test"}
+        )
+        or 0.0
+    )
     s = summary.sources[0]
     assert s.light_mode is True
     assert s.skipped_frames > 0
@@ -274,25 +412,39 @@ def test_run_overloaded_live_source_goes_light_and_skips_frames(
     assert after - before == s.skipped_frames
 
 
-def test_run_file_sources_are_never_skipped(tmp_path: Path, model_path: Path, sample_path: Callable[[str], Path]) -> None:
+def test_run_file_sources_are_never_skipped(
+    tmp_path: Path, model_path: Path, sample_path: Callable[[str], Path]
+) -> None:
     settings = Settings(
         sources=[SourceSettings(source=str(sample_path("single_face.mp4")))],
         hud=HudSettings(light_mode_below_fps=5000, light_mode_recover_fps=6000),
     )
 
-    summary = run(settings, RunOptions(output_dir=tmp_path, write_video=False), model_path=model_path)
+    summary = run(
+        settings,
+        RunOptions(output_dir=tmp_path, write_video=False),
+        model_path=model_path,
+    )
 
     assert summary.sources[0].skipped_frames == 0
     assert summary.sources[0].frames == 72
 
 
-def test_run_several_sources_keep_their_own_outputs(tmp_path: Path, model_path: Path, sample_path: Callable[[str], Path]) -> None:
-    settings = Settings(sources=[
-        SourceSettings(source=str(sample_path("single_face.mp4")), name="door"),
-        SourceSettings(source=str(sample_path("no_face.mp4")), name="hall"),
-    ])
+def test_run_several_sources_keep_their_own_outputs(
+    tmp_path: Path, model_path: Path, sample_path: Callable[[str], Path]
+) -> None:
+    settings = Settings(
+        sources=[
+            SourceSettings(source=str(sample_path("single_face.mp4")), name="door"),
+            SourceSettings(source=str(sample_path("no_face.mp4")), name="hall"),
+        ]
+    )
 
-    summary = run(settings, RunOptions(output_dir=tmp_path, write_video=False), model_path=model_path)
+    summary = run(
+        settings,
+        RunOptions(output_dir=tmp_path, write_video=False),
+        model_path=model_path,
+    )
 
     by_name = {s.source_id: s for s in summary.sources}
     door = read_events(tmp_path / "door" / "events.jsonl")
@@ -302,3 +454,52 @@ def test_run_several_sources_keep_their_own_outputs(tmp_path: Path, model_path: 
     assert {e["source"] for e in door} == {"door"}
     assert not [e for e in hall if e["event"] == "face"]
     assert {e["face_id"] for e in door if e["event"] == "face"} == {1}
+
+
+def test_run_encrypts_events_when_configured(
+    tmp_path: Path, model_path: Path, sample_path: Callable[[str], Path]
+) -> None:
+    from airctrl.secure import generate_key, load_cipher, read_lines
+
+    key_file = tmp_path / "events.key"
+    key_file.write_bytes(generate_key() + b"\n")
+    key_file.chmod(0o600)
+    settings = Settings(
+        sources=[SourceSettings(source=str(sample_path("single_face.mp4")))],
+        output=OutputSettings(encrypt=True, encryption_key_file=key_file),
+    )
+
+    run(
+        settings,
+        RunOptions(output_dir=tmp_path / "out", write_video=False, max_frames=5),
+        model_path=model_path,
+    )
+
+    encrypted = tmp_path / "out" / "events.jsonl.enc"
+    raw = encrypted.read_bytes()
+    events = [json.loads(line) for line in read_lines(encrypted, load_cipher(key_file))]
+    assert b"emotion" not in raw
+    assert [e["frame"] for e in events if e["event"] == "face"] == [0, 1, 2, 3, 4]
+    assert not (tmp_path / "out" / "events.jsonl").exists()
+
+
+@pytest.mark.parametrize("store", [False, True], ids=["default-no-frames", "opted-in"])
+def test_run_stores_frames_only_when_opted_in(
+    tmp_path: Path, model_path: Path, sample_path: Callable[[str], Path], store: bool
+) -> None:
+    settings = Settings(
+        sources=[SourceSettings(source=str(sample_path("single_face.mp4")))],
+        output=OutputSettings(store_frames=store),
+    )
+
+    run(
+        settings,
+        RunOptions(output_dir=tmp_path, write_video=False, max_frames=3),
+        model_path=model_path,
+    )
+
+    stored = (
+        sorted(p.name for p in (tmp_path / "frames").glob("*.jpg")) if store else []
+    )
+    assert (tmp_path / "frames").exists() is store
+    assert stored == (["00000000.jpg", "00000001.jpg", "00000002.jpg"] if store else [])

@@ -17,9 +17,18 @@ from airctrl.types import EMOTIONS, BoundingBox, EmotionEstimate, HeadPose
 
 def result(faces: int) -> FrameResult:
     probs = {name: 1 / len(EMOTIONS) for name in EMOTIONS}
-    estimate = EmotionEstimate("neutral", probs, probs["neutral"], (("brow raise", 0.1),))
+    estimate = EmotionEstimate(
+        "neutral", probs, probs["neutral"], (("brow raise", 0.1),)
+    )
     items = tuple(
-        FaceResult(i + 1, BoundingBox(10 * i, 0, 5, 5), estimate, estimate, HeadPose(1, 2, 3), False)
+        FaceResult(
+            i + 1,
+            BoundingBox(10 * i, 0, 5, 5),
+            estimate,
+            estimate,
+            HeadPose(1, 2, 3),
+            False,
+        )
         for i in range(faces)
     )
     return FrameResult(7, 233, 64, 48, items, source_id="cam")
@@ -74,7 +83,13 @@ def test_video_sink_resizes_odd_frames_to_first_size(tmp_path: Path) -> None:
     assert sizes == [(48, 64), (48, 64)]
 
 
-@pytest.mark.parametrize(("kwargs", "name"), [({"fps": 0}, "fps"), ({"fps": 5, "codec": "h264x"}, "codec")], ids=["zero-fps", "bad-codec"])
-def test_video_sink_rejects_bad_options(tmp_path: Path, kwargs: dict[str, object], name: str) -> None:
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [({"fps": 0}, "fps"), ({"fps": 5, "codec": "h264x"}, "codec")],
+    ids=["zero-fps", "bad-codec"],
+)
+def test_video_sink_rejects_bad_options(
+    tmp_path: Path, kwargs: dict[str, object], name: str
+) -> None:
     with pytest.raises(ValueError, match=name):
         VideoSink(tmp_path / "v.mp4", **kwargs)  # type: ignore[arg-type]

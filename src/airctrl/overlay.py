@@ -72,8 +72,26 @@ def _put_text(
     color: tuple[int, int, int] = _TEXT_BGR,
     thickness: int = 1,
 ) -> None:
-    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
-    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thickness, cv2.LINE_AA)
+    cv2.putText(
+        image,
+        text,
+        origin,
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        (0, 0, 0),
+        thickness + 2,
+        cv2.LINE_AA,
+    )
+    cv2.putText(
+        image,
+        text,
+        origin,
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        color,
+        thickness,
+        cv2.LINE_AA,
+    )
 
 
 class HudRenderer:
@@ -84,14 +102,19 @@ class HudRenderer:
     mode keeps only boxes, labels and FPS, for slow machines.
     """
 
-    def __init__(self, *, font_scale: float = 0.6, draw_landmarks: bool = False) -> None:
+    def __init__(
+        self, *, font_scale: float = 0.6, draw_landmarks: bool = False
+    ) -> None:
         if font_scale <= 0:
             raise ValueError(f"font_scale: expected > 0, got {font_scale}")
         self.font_scale = font_scale
         self.draw_landmarks = draw_landmarks
 
     def draw(
-        self, image_bgr: npt.NDArray[np.uint8], result: FrameResult | None, status: HudStatus
+        self,
+        image_bgr: npt.NDArray[np.uint8],
+        result: FrameResult | None,
+        status: HudStatus,
     ) -> npt.NDArray[np.uint8]:
         """Draw on ``image_bgr`` in place (HxWx3 uint8 BGR) and return it."""
         if result is not None:
@@ -100,7 +123,9 @@ class HudRenderer:
         self._draw_status(image_bgr, result, status)
         return image_bgr
 
-    def _draw_face(self, image: npt.NDArray[np.uint8], face: FaceResult, *, light: bool) -> None:
+    def _draw_face(
+        self, image: npt.NDArray[np.uint8], face: FaceResult, *, light: bool
+    ) -> None:
         color = EMOTION_COLORS_BGR.get(face.emotion.label, _TEXT_BGR)
         x, y, w, h = face.box.x, face.box.y, face.box.width, face.box.height
         cv2.rectangle(image, (x, y), (x + w, y + h), color, 2)
@@ -115,7 +140,13 @@ class HudRenderer:
         bar_y = y + h + 6 if text_y < y else y + h + 26
         bar_w = max(w, 60)
         cv2.rectangle(image, (x, bar_y), (x + bar_w, bar_y + 8), _PANEL_BGR, -1)
-        cv2.rectangle(image, (x, bar_y), (x + int(bar_w * face.emotion.confidence), bar_y + 8), color, -1)
+        cv2.rectangle(
+            image,
+            (x, bar_y),
+            (x + int(bar_w * face.emotion.confidence), bar_y + 8),
+            color,
+            -1,
+        )
 
         lines = [f"{name} {value:.2f}" for name, value in face.emotion.evidence[:3]]
         if face.calibrating:
@@ -130,12 +161,17 @@ class HudRenderer:
             _put_text(image, line, (x, line_y), scale * 0.75)
 
     def _draw_status(
-        self, image: npt.NDArray[np.uint8], result: FrameResult | None, status: HudStatus
+        self,
+        image: npt.NDArray[np.uint8],
+        result: FrameResult | None,
+        status: HudStatus,
     ) -> None:
         scale = self.font_scale
         parts = [f"{status.fps:4.1f} FPS"]
         if result is not None:
-            parts.append(f"{len(result.faces)} face{'s' if len(result.faces) != 1 else ''}")
+            parts.append(
+                f"{len(result.faces)} face{'s' if len(result.faces) != 1 else ''}"
+            )
         if status.light_mode:
             parts.append("LIGHT")
         if status.source_name:
@@ -145,4 +181,11 @@ class HudRenderer:
         cv2.rectangle(image, (0, 0), (tw + 16, th + 16), _PANEL_BGR, -1)
         _put_text(image, text, (8, th + 8), scale)
         if status.source_state != "connected":
-            _put_text(image, f"SOURCE {status.source_state.upper()}", (8, th + 40), scale, _WARN_BGR, 2)
+            _put_text(
+                image,
+                f"SOURCE {status.source_state.upper()}",
+                (8, th + 40),
+                scale,
+                _WARN_BGR,
+                2,
+            )

@@ -55,8 +55,13 @@ class FaceResult:
             "box": self.box.to_list(),
             "emotion": self.emotion.label,
             "confidence": round(self.emotion.confidence, 4),
-            "probabilities": {k: round(v, 4) for k, v in self.emotion.probabilities.items()},
-            "evidence": [{"feature": name, "value": round(value, 4)} for name, value in self.emotion.evidence],
+            "probabilities": {
+                k: round(v, 4) for k, v in self.emotion.probabilities.items()
+            },
+            "evidence": [
+                {"feature": name, "value": round(value, 4)}
+                for name, value in self.emotion.evidence
+            ],
             "flags": list(self.emotion.flags),
             "pose": {
                 "yaw_deg": round(self.pose.yaw_deg, 1),
@@ -141,12 +146,17 @@ class Pipeline:
         self.source_id = source_id
         if model_path is None:
             model_path = resolve_model(
-                settings.assets.cache_dir, try_official=settings.assets.try_official_download
+                settings.assets.cache_dir,
+                try_official=settings.assets.try_official_download,
             )
         # The classifier first: if its parameters fail to load, no landmarker is
         # left open behind the exception.
-        self._classifier = classifier or EmotionClassifier.from_settings(settings.emotion)
-        self._detector = LandmarkDetector(model_path, mode=mode, options=landmarker_options(settings))
+        self._classifier = classifier or EmotionClassifier.from_settings(
+            settings.emotion
+        )
+        self._detector = LandmarkDetector(
+            model_path, mode=mode, options=landmarker_options(settings)
+        )
         self._tracker = FaceTracker(
             max_distance=settings.smoothing.max_track_distance,
             ttl_frames=settings.smoothing.track_ttl_frames,
@@ -184,7 +194,9 @@ class Pipeline:
                 min_blinks=s.liveness.min_blinks,
                 min_head_motion_deg=s.liveness.min_head_motion_deg,
             ),
-            baseline=NeutralBaseline(duration_ms=int(s.emotion.baseline_seconds * 1000)),
+            baseline=NeutralBaseline(
+                duration_ms=int(s.emotion.baseline_seconds * 1000)
+            ),
         )
 
     def process(self, frame: Frame) -> FrameResult:
@@ -202,11 +214,21 @@ class Pipeline:
             faces = []
             for index, face in enumerate(detection.faces):
                 estimate = self._classifier.classify(extract_features(face), face=face)
-                faces.append(FaceResult(index, face.box, estimate, estimate, face.pose, face.is_partial))
+                faces.append(
+                    FaceResult(
+                        index, face.box, estimate, estimate, face.pose, face.is_partial
+                    )
+                )
             latency_ms = (time.perf_counter() - started) * 1000
             return FrameResult(
-                frame.index, frame.timestamp_ms, frame.width, frame.height,
-                tuple(faces), tuple(flags), latency_ms, self.source_id or frame.source_id,
+                frame.index,
+                frame.timestamp_ms,
+                frame.width,
+                frame.height,
+                tuple(faces),
+                tuple(flags),
+                latency_ms,
+                self.source_id or frame.source_id,
             )
 
         assignment = self._tracker.update([face.box for face in detection.faces])
@@ -220,19 +242,36 @@ class Pipeline:
                 state = self._tracks[track_id] = self._new_track()
             features = extract_features(face)
             state.baseline.update(features, frame.timestamp_ms)
-            raw = self._classifier.classify(features, baseline=state.baseline.reference(), face=face)
+            raw = self._classifier.classify(
+                features, baseline=state.baseline.reference(), face=face
+            )
             smoothed = state.smoother.update(raw)
             live = state.liveness.update(face, frame.timestamp_ms)
             results.append(
                 FaceResult(
-                    track_id, face.box, smoothed, raw, face.pose, face.is_partial,
-                    live.verdict, live.blinks, state.baseline.is_calibrating,
+                    track_id,
+                    face.box,
+                    smoothed,
+                    raw,
+                    face.pose,
+                    face.is_partial,
+                    live.verdict,
+                    live.blinks,
+                    state.baseline.is_calibrating,
                 )
             )
 
         latency_ms = (time.perf_counter() - started) * 1000
-        logger.debug("Frame %d: %d faces in %.1f ms", frame.index, len(results), latency_ms)
+        logger.debug(
+            "Frame %d: %d faces in %.1f ms", frame.index, len(results), latency_ms
+        )
         return FrameResult(
-            frame.index, frame.timestamp_ms, frame.width, frame.height,
-            tuple(results), tuple(flags), latency_ms, self.source_id or frame.source_id,
+            frame.index,
+            frame.timestamp_ms,
+            frame.width,
+            frame.height,
+            tuple(results),
+            tuple(flags),
+            latency_ms,
+            self.source_id or frame.source_id,
         )

@@ -13,9 +13,10 @@ import math
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -25,9 +26,24 @@ from airctrl import metrics
 from airctrl.config import Settings, SourceSettings
 from airctrl.overlay import HudRenderer, HudStatus, LightModeSwitch
 from airctrl.pipeline import FrameResult, Pipeline
-from airctrl.sinks import CsvEventSink, EventSink, JsonlEventSink, VideoSink, frame_events, status_event
+from airctrl.sinks import (
+    CsvEventSink,
+    EventSink,
+    JsonlEventSink,
+    VideoSink,
+    frame_events,
+    status_event,
+)
+from airctrl.types import Frame
 
-__all__ = ["LoadGovernor", "RunOptions", "SourceSummary", "RunSummary", "SourceWorker", "run"]
+__all__ = [
+    "LoadGovernor",
+    "RunOptions",
+    "RunSummary",
+    "SourceSummary",
+    "SourceWorker",
+    "run",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +81,9 @@ class LoadGovernor:
     ) -> None:
         if max_stride < 1:
             raise ValueError(f"max_stride: expected >= 1, got {max_stride}")
-        self._switch = LightModeSwitch(below_fps=light_below_fps, recover_fps=light_recover_fps)
+        self._switch = LightModeSwitch(
+            below_fps=light_below_fps, recover_fps=light_recover_fps
+        )
         self.max_stride = max_stride
         self.skip_enabled = skip_enabled
         self.alpha = alpha
@@ -181,7 +199,10 @@ class SourceWorker(threading.Thread):
         self.latest_frame_bgr: npt.NDArray[np.uint8] | None = None
         self._sinks: list[EventSink] = []
         self._sinks_lock = threading.Lock()
-        self._hud = HudRenderer(font_scale=settings.hud.font_scale, draw_landmarks=settings.hud.draw_landmarks)
+        self._hud = HudRenderer(
+            font_scale=settings.hud.font_scale,
+            draw_landmarks=settings.hud.draw_landmarks,
+        )
         self._governor = LoadGovernor(
             light_below_fps=settings.hud.light_mode_below_fps,
             light_recover_fps=max(
@@ -198,13 +219,23 @@ class SourceWorker(threading.Thread):
         if len(self.settings.sources) > 1:
             folder = folder / self.source_id
         folder.mkdir(parents=True, exist_ok=True)
+
+        opener: Callable[[Path], Any] | None = None
+        suffix = ""
+        if self.settings.output.encrypt:
+            from airctrl.secure import load_cipher, open_encrypted_writer
+
+            cipher = load_cipher(self.settings.output.encryption_key_file)
+            opener = lambda path: open_encrypted_writer(path, cipher)
+            suffix = ".enc"
+
         sinks: list[EventSink] = []
         if self.options.write_jsonl:
-            jsonl = JsonlEventSink(folder / "events.jsonl")
+            jsonl = JsonlEventSink(folder / f"events.jsonl{suffix}", opener=opener)
             sinks.append(jsonl)
             self.summary.outputs.append(jsonl.path)
         if self.options.write_csv:
-            table = CsvEventSink(folder / "events.csv")
+            table = CsvEventSink(folder / f"events.csv{suffix}", opener=opener)
             sinks.append(table)
             self.summary.outputs.append(table.path)
         return sinks, folder
@@ -214,7 +245,9 @@ class SourceWorker(threading.Thread):
             return
         if state in ("lost", "reconnecting") and self.summary.state == "connected":
             self.summary.outages += 1
-            logger.warning("Source %s %s: %s", self.source_id, state, detail or "no frames")
+            logger.warning(
+                "Source %s %s: %s", self.source_id, state, detail or "no frames"
+            )
         elif state == "connected" and self.summary.state in ("lost", "reconnecting"):
             logger.info("Source %s reconnected", self.source_id)
         self.summary.state = state
@@ -236,7 +269,9 @@ class SourceWorker(threading.Thread):
 
     def _open_source(self) -> Any:
         if self.source_factory is not None:
-            return self.source_factory(self.source_settings, self.source_stop, self._on_status)
+            return self.source_factory(
+                self.source_settings, self.source_stop, self._on_status
+            )
         from airctrl.capture import open_source
 
         return open_source(
@@ -258,7 +293,12 @@ class SourceWorker(threading.Thread):
         source = self._open_source()
         started = time.perf_counter()
         try:
-            with Pipeline(self.settings, mode="video", model_path=self.model_path, source_id=self.source_id) as pipeline:
+            with Pipeline(
+                self.settings,
+                mode="video",
+                model_path=self.model_path,
+                source_id=self.source_id,
+            ) as pipeline:
                 self._set_state("connected", sinks)
                 video = self._loop(source, pipeline, sinks, folder)
         finally:
@@ -297,6 +337,8 @@ class SourceWorker(threading.Thread):
                 last_result = pipeline.process(frame)
                 self._record(last_result, sinks)
                 since_analysis = 0
+                if self.settings.output.store_frames:
+                    self._store_frame(frame, folder)
             else:
                 since_analysis += 1
                 self.summary.skipped_frames += 1
@@ -306,7 +348,9 @@ class SourceWorker(threading.Thread):
                 image_bgr = cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)
                 if self.options.draw_hud:
                     label = self.source_id if multi else ""
-                    status = HudStatus(fps_ema, self._governor.light_mode, self.summary.state, label)
+                    status = HudStatus(
+                        fps_ema, self._governor.light_mode, self.summary.state, label
+                    )
                     self._hud.draw(image_bgr, last_result, status)
                 if self.options.write_video:
                     if video is None:
@@ -323,14 +367,28 @@ class SourceWorker(threading.Thread):
             if analyse:
                 self._update_load(now - work_started, 1.0 / source_fps)
             instant = 1.0 / max(now - last_tick, 1e-6)
-            fps_ema = instant if fps_ema == 0 else fps_ema + FPS_EMA_ALPHA * (instant - fps_ema)
+            fps_ema = (
+                instant
+                if fps_ema == 0
+                else fps_ema + FPS_EMA_ALPHA * (instant - fps_ema)
+            )
             last_tick = now
             self.summary.fps = fps_ema
 
             handled = self.summary.frames + self.summary.skipped_frames
-            if self.options.max_frames is not None and handled >= self.options.max_frames:
+            if (
+                self.options.max_frames is not None
+                and handled >= self.options.max_frames
+            ):
                 break
         return video
+
+    def _store_frame(self, frame: Frame, folder: Path) -> None:
+        """Keep the raw frame as JPEG (only when ``output.store_frames`` opts in)."""
+        frames_dir = folder / "frames"
+        frames_dir.mkdir(exist_ok=True)
+        bgr = cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)
+        cv2.imwrite(str(frames_dir / f"{frame.index:08d}.jpg"), bgr)
 
     def _update_load(self, work_seconds: float, frame_interval_s: float) -> None:
         was_light = self._governor.light_mode
@@ -339,7 +397,9 @@ class SourceWorker(threading.Thread):
         if light != was_light:
             logger.info(
                 "Source %s light HUD %s (capacity %.1f FPS)",
-                self.source_id, "on" if light else "off", self._governor.capacity_fps,
+                self.source_id,
+                "on" if light else "off",
+                self._governor.capacity_fps,
             )
             _metrics_light(self.source_id, light)
         self.summary.light_mode = light
@@ -393,8 +453,13 @@ def run(
     stop = stop_event or threading.Event()
     workers = [
         SourceWorker(
-            _source_id(i, s), s, settings, options, stop,
-            model_path=model_path, source_factory=source_factory,
+            _source_id(i, s),
+            s,
+            settings,
+            options,
+            stop,
+            model_path=model_path,
+            source_factory=source_factory,
         )
         for i, s in enumerate(settings.sources)
     ]
@@ -412,13 +477,18 @@ def run(
             if options.show_window:
                 for worker in workers:
                     if worker.latest_frame_bgr is not None:
-                        cv2.imshow(f"AIRCTRL {worker.source_id}", worker.latest_frame_bgr)
+                        cv2.imshow(
+                            f"AIRCTRL {worker.source_id}", worker.latest_frame_bgr
+                        )
                 if cv2.waitKey(15) & 0xFF in (ord("q"), 27):
                     logger.info("Quit requested from the window")
                     stop.set()
             else:
                 time.sleep(0.05)
-            if on_progress and time.perf_counter() - last_progress >= progress_interval_s:
+            if (
+                on_progress
+                and time.perf_counter() - last_progress >= progress_interval_s
+            ):
                 on_progress([w.summary for w in workers])
                 last_progress = time.perf_counter()
     except KeyboardInterrupt:
@@ -432,4 +502,6 @@ def run(
             worker.join()
         if options.show_window:
             cv2.destroyAllWindows()
-    return RunSummary([w.summary for w in workers], interrupted, time.perf_counter() - started)
+    return RunSummary(
+        [w.summary for w in workers], interrupted, time.perf_counter() - started
+    )

@@ -20,9 +20,9 @@ from airctrl.pipeline import FrameResult
 from airctrl.types import EMOTIONS
 
 __all__ = [
+    "CsvEventSink",
     "EventSink",
     "JsonlEventSink",
-    "CsvEventSink",
     "VideoSink",
     "frame_events",
     "status_event",
@@ -53,7 +53,9 @@ def frame_events(result: FrameResult) -> list[dict[str, Any]]:
     return [{"event": "face", **base, **face.to_dict()} for face in result.faces]
 
 
-def status_event(source_id: str, state: str, timestamp_ms: int, detail: str = "") -> dict[str, Any]:
+def status_event(
+    source_id: str, state: str, timestamp_ms: int, detail: str = ""
+) -> dict[str, Any]:
     """Return a source status event (``connected``, ``reconnecting``, ``lost``...)."""
     return {
         "event": "status",
@@ -65,12 +67,17 @@ def status_event(source_id: str, state: str, timestamp_ms: int, detail: str = ""
 
 
 class JsonlEventSink:
-    """Write events as JSON lines, one flush per write."""
+    """Write events as JSON lines, one flush per write.
+
+    ``opener(path)`` may supply the text file object (e.g. an encrypting writer).
+    """
 
     def __init__(self, path: Path, *, opener: Any = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._handle: IO[str] = opener(path) if opener else path.open("w", encoding="utf-8")
+        self._handle: IO[str] = (
+            opener(path) if opener else path.open("w", encoding="utf-8")
+        )
 
     def write(self, events: list[dict[str, Any]]) -> None:
         """Append events as JSON lines."""
@@ -84,9 +91,23 @@ class JsonlEventSink:
 
 
 _CSV_COLUMNS = [
-    "event", "source", "frame", "timestamp_ms", "face_id", "x", "y", "width", "height",
-    "emotion", "confidence", *[f"p_{name}" for name in EMOTIONS], "evidence", "liveness",
-    "blinks", "flags", "state",
+    "event",
+    "source",
+    "frame",
+    "timestamp_ms",
+    "face_id",
+    "x",
+    "y",
+    "width",
+    "height",
+    "emotion",
+    "confidence",
+    *[f"p_{name}" for name in EMOTIONS],
+    "evidence",
+    "liveness",
+    "blinks",
+    "flags",
+    "state",
 ]
 
 
@@ -98,7 +119,9 @@ def event_to_row(event: dict[str, Any]) -> dict[str, Any]:
         row["x"], row["y"], row["width"], row["height"] = box
     for name, value in (event.get("probabilities") or {}).items():
         row[f"p_{name}"] = value
-    row["evidence"] = "; ".join(f"{e['feature']} {e['value']}" for e in event.get("evidence") or [])
+    row["evidence"] = "; ".join(
+        f"{e['feature']} {e['value']}" for e in event.get("evidence") or []
+    )
     row["flags"] = ";".join(event.get("flags") or [])
     return row
 
@@ -106,10 +129,12 @@ def event_to_row(event: dict[str, Any]) -> dict[str, Any]:
 class CsvEventSink:
     """Write events as CSV rows with a fixed header."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, opener: Any = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._handle = path.open("w", encoding="utf-8", newline="")
+        self._handle: IO[str] = (
+            opener(path) if opener else path.open("w", encoding="utf-8", newline="")
+        )
         self._writer = csv.DictWriter(self._handle, fieldnames=_CSV_COLUMNS)
         self._writer.writeheader()
 
@@ -145,9 +170,13 @@ class VideoSink:
         height, width = image_bgr.shape[:2]
         if self._writer is None:
             fourcc = cv2.VideoWriter.fourcc(*self.codec)
-            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (width, height))
+            self._writer = cv2.VideoWriter(
+                str(self.path), fourcc, self.fps, (width, height)
+            )
             if not self._writer.isOpened():
-                raise SourceError(f"cannot write video {self.path} with codec {self.codec}")
+                raise SourceError(
+                    f"cannot write video {self.path} with codec {self.codec}"
+                )
             self._size = (width, height)
         if self._size != (width, height):
             image_bgr = cv2.resize(image_bgr, self._size)

@@ -16,7 +16,9 @@ class EmotionSmoother:
     frames after the previous change, so the HUD does not flicker.
     """
 
-    def __init__(self, *, alpha: float = 0.35, dwell_frames: int = 3, cooldown_frames: int = 5) -> None:
+    def __init__(
+        self, *, alpha: float = 0.35, dwell_frames: int = 3, cooldown_frames: int = 5
+    ) -> None:
         if not 0 < alpha <= 1:
             raise ValueError(f"alpha: expected 0 < alpha <= 1, got {alpha}")
         if dwell_frames < 1:
@@ -40,13 +42,21 @@ class EmotionSmoother:
     def update(self, estimate: EmotionEstimate) -> EmotionEstimate:
         """Fold one frame's estimate in and return the smoothed estimate."""
         if self._probabilities is None:
-            self._probabilities = {k: float(estimate.probabilities.get(k, 0.0)) for k in EMOTIONS}
+            self._probabilities = {
+                k: float(estimate.probabilities.get(k, 0.0)) for k in EMOTIONS
+            }
         else:
             for name in EMOTIONS:
                 new = float(estimate.probabilities.get(name, 0.0))
-                self._probabilities[name] += self.alpha * (new - self._probabilities[name])
+                self._probabilities[name] += self.alpha * (
+                    new - self._probabilities[name]
+                )
 
-        winner = max(self._probabilities, key=lambda k: self._probabilities[k]) if self._probabilities else estimate.label
+        winner = (
+            max(self._probabilities, key=lambda k: self._probabilities[k])
+            if self._probabilities
+            else estimate.label
+        )
         self._frames_since_change += 1
         if self._label is None:
             self._label = winner

@@ -50,7 +50,9 @@ class FaceTracker:
         self._tracks: list[_Track] = []
         self._next_id = 1
 
-    def update(self, boxes: list[BoundingBox] | tuple[BoundingBox, ...]) -> TrackAssignment:
+    def update(
+        self, boxes: list[BoundingBox] | tuple[BoundingBox, ...]
+    ) -> TrackAssignment:
         """Assign a track id to each box of one frame, in the order given."""
         pairs = sorted(
             (

@@ -29,10 +29,21 @@ def register(subparsers: Any) -> None:
         help="analyse photos, folders and videos; results to stdout",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image, video or folder")
-    parser.add_argument("--format", choices=["json", "jsonl", "csv"], default="json", help="output format")
-    parser.add_argument("--max-faces", type=int, default=None, help="override detection.max_faces")
-    parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    parser.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="image, video or folder"
+    )
+    parser.add_argument(
+        "--format",
+        choices=["json", "jsonl", "csv"],
+        default="json",
+        help="output format",
+    )
+    parser.add_argument(
+        "--max-faces", type=int, default=None, help="override detection.max_faces"
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="never show a progress bar"
+    )
     parser.set_defaults(handler=handle)
 
 
@@ -81,7 +92,9 @@ def _analyse_image(path: Path, pipeline: Pipeline) -> dict[str, Any]:
     }
 
 
-def _analyse_video(path: Path, pipeline: Pipeline, settings: Settings, progress: Any) -> dict[str, Any]:
+def _analyse_video(
+    path: Path, pipeline: Pipeline, settings: Settings, progress: Any
+) -> dict[str, Any]:
     pipeline.reset()
     frames: list[FrameResult] = []
     source = _open_video(path, settings)
@@ -102,7 +115,9 @@ def _analyse_video(path: Path, pipeline: Pipeline, settings: Settings, progress:
     }
 
 
-def analyze_paths(paths: list[Path], settings: Settings, *, show_progress: bool) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+def analyze_paths(
+    paths: list[Path], settings: Settings, *, show_progress: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Analyse every path (folders expanded); return results and per-path errors."""
     files = list(_expand(paths))
     results: list[dict[str, Any]] = []
@@ -114,7 +129,9 @@ def analyze_paths(paths: list[Path], settings: Settings, *, show_progress: bool)
     if show_progress:
         from tqdm import tqdm
 
-        progress = tqdm(total=None, unit="frame", file=sys.stderr, leave=False, dynamic_ncols=True)
+        progress = tqdm(
+            total=None, unit="frame", file=sys.stderr, leave=False, dynamic_ncols=True
+        )
     try:
         for path in files:
             try:
@@ -123,7 +140,9 @@ def analyze_paths(paths: list[Path], settings: Settings, *, show_progress: bool)
                 kind = sniff_kind(path)
                 if kind == "video":
                     video_pipeline = video_pipeline or Pipeline(settings, mode="video")
-                    results.append(_analyse_video(path, video_pipeline, settings, progress))
+                    results.append(
+                        _analyse_video(path, video_pipeline, settings, progress)
+                    )
                 else:
                     image_pipeline = image_pipeline or Pipeline(settings, mode="image")
                     results.append(_analyse_image(path, image_pipeline))
@@ -131,7 +150,14 @@ def analyze_paths(paths: list[Path], settings: Settings, *, show_progress: bool)
                         progress.update(1)
             except (AirctrlError, OSError, ValueError) as exc:
                 message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
-                errors.append({"path": str(path), "error": message.splitlines()[0] if message else type(exc).__name__})
+                errors.append(
+                    {
+                        "path": str(path),
+                        "error": message.splitlines()[0]
+                        if message
+                        else type(exc).__name__,
+                    }
+                )
     finally:
         if progress is not None:
             progress.close()
@@ -150,7 +176,11 @@ def _events(result: dict[str, Any]) -> Iterator[dict[str, Any]]:
             yield {"event": "face", **frame, **face}
     else:
         for frame in result["frames"]:
-            base = {"source": result["path"], "frame": frame["frame"], "timestamp_ms": frame["timestamp_ms"]}
+            base = {
+                "source": result["path"],
+                "frame": frame["frame"],
+                "timestamp_ms": frame["timestamp_ms"],
+            }
             if not frame["faces"]:
                 yield {"event": "no_face", **base, "flags": frame["flags"]}
             for face in frame["faces"]:
@@ -161,10 +191,20 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     """Print results to stdout; one line per unreadable input on stderr; exit 2 if any."""
     if args.max_faces is not None:
         if args.max_faces < 1:
-            raise ValueError(f"--max-faces: expected a positive number, got {args.max_faces}")
-        settings = settings.model_copy(update={"detection": settings.detection.model_copy(update={"max_faces": args.max_faces})})
+            raise ValueError(
+                f"--max-faces: expected a positive number, got {args.max_faces}"
+            )
+        settings = settings.model_copy(
+            update={
+                "detection": settings.detection.model_copy(
+                    update={"max_faces": args.max_faces}
+                )
+            }
+        )
     show_progress = sys.stderr.isatty() and not args.no_progress
-    results, errors = analyze_paths(list(args.paths), settings, show_progress=show_progress)
+    results, errors = analyze_paths(
+        list(args.paths), settings, show_progress=show_progress
+    )
 
     if args.format == "json":
         json.dump({"results": results, "errors": errors}, sys.stdout, indent=2)

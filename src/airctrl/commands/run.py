@@ -25,19 +25,42 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
-        "--source", action="append", default=None,
+        "--source",
+        action="append",
+        default=None,
         help="webcam index, video file, rtsp/http URL, image or folder; repeat for several "
         "(default: sources[] from the settings, camera 0)",
     )
     display = parser.add_mutually_exclusive_group()
     display.add_argument("--headless", action="store_true", help="never open a window")
     display.add_argument("--window", action="store_true", help="always open a window")
-    parser.add_argument("--output-dir", type=Path, default=None, help="headless outputs (default: output.directory)")
-    parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames per source")
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        help="headless outputs (default: output.directory)",
+    )
+    parser.add_argument(
+        "--max-frames",
+        type=int,
+        default=None,
+        help="stop after this many frames per source",
+    )
     parser.add_argument("--csv", action="store_true", help="also write events.csv")
-    parser.add_argument("--no-video", action="store_true", help="do not write the annotated video")
-    parser.add_argument("--loop", action="store_true", help="loop video files forever (soak tests, demos)")
-    parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
+    parser.add_argument(
+        "--no-video", action="store_true", help="do not write the annotated video"
+    )
+    parser.add_argument(
+        "--loop",
+        action="store_true",
+        help="loop video files forever (soak tests, demos)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus metrics on this port",
+    )
     parser.set_defaults(handler=handle)
 
 
@@ -51,20 +74,30 @@ def _progress_line(summaries: list[SourceSummary]) -> str:
     for s in summaries:
         top = ", ".join(f"{k} {v:.0%}" for k, v in list(s.emotion_shares().items())[:2])
         state = "" if s.state in ("connected", "stopped") else f" [{s.state}]"
-        parts.append(f"{s.source_id}: {s.frames} frames, {s.faces} faces, {s.fps:.1f} FPS{state}{' | ' + top if top else ''}")
+        parts.append(
+            f"{s.source_id}: {s.frames} frames, {s.faces} faces, {s.fps:.1f} FPS{state}{' | ' + top if top else ''}"
+        )
     return " || ".join(parts)
 
 
 def _print_summary(summary: RunSummary) -> None:
-    lines = ["AIRCTRL run " + ("stopped by user" if summary.interrupted else "finished") + f" after {summary.seconds:.1f} s"]
+    lines = [
+        "AIRCTRL run "
+        + ("stopped by user" if summary.interrupted else "finished")
+        + f" after {summary.seconds:.1f} s"
+    ]
     for s in summary.sources:
         avg_fps = s.frames / s.seconds if s.seconds > 0 else 0.0
-        lines.append(f"source {s.source_id}: {s.frames} frames analysed, {s.frames_with_faces} with a face, {s.faces} face observations, {avg_fps:.1f} FPS average")
+        lines.append(
+            f"source {s.source_id}: {s.frames} frames analysed, {s.frames_with_faces} with a face, {s.faces} face observations, {avg_fps:.1f} FPS average"
+        )
         if s.skipped_frames or s.outages:
             lines.append(f"  skipped frames: {s.skipped_frames}, outages: {s.outages}")
         shares = s.emotion_shares()
         if shares:
-            lines.append("  emotions: " + ", ".join(f"{k} {v:.1%}" for k, v in shares.items()))
+            lines.append(
+                "  emotions: " + ", ".join(f"{k} {v:.1%}" for k, v in shares.items())
+            )
         for path in s.outputs:
             lines.append(f"  wrote {path}")
         if s.error:
@@ -75,25 +108,42 @@ def _print_summary(summary: RunSummary) -> None:
 def handle(args: argparse.Namespace, settings: Settings) -> int:
     """Run the configured sources and print a summary; 0 on success, 2 when a source failed."""
     if args.max_frames is not None and args.max_frames < 1:
-        raise ValueError(f"--max-frames: expected a positive number, got {args.max_frames}")
+        raise ValueError(
+            f"--max-frames: expected a positive number, got {args.max_frames}"
+        )
     updates: dict[str, Any] = {}
     if args.source:
         base = settings.sources[0] if settings.sources else SourceSettings()
-        updates["sources"] = [base.model_copy(update={"source": s, "name": None, "loop": args.loop or base.loop}) for s in args.source]
+        updates["sources"] = [
+            base.model_copy(
+                update={"source": s, "name": None, "loop": args.loop or base.loop}
+            )
+            for s in args.source
+        ]
     elif args.loop:
-        updates["sources"] = [s.model_copy(update={"loop": True}) for s in settings.sources]
+        updates["sources"] = [
+            s.model_copy(update={"loop": True}) for s in settings.sources
+        ]
     if args.metrics_port is not None:
-        updates["metrics"] = settings.metrics.model_copy(update={"enabled": True, "port": args.metrics_port})
+        updates["metrics"] = settings.metrics.model_copy(
+            update={"enabled": True, "port": args.metrics_port}
+        )
     if updates:
         settings = settings.model_copy(update=updates)
 
-    window = (args.window or (not args.headless and settings.hud.window != "never" and (has_display() or settings.hud.window == "always")))
+    window = args.window or (
+        not args.headless
+        and settings.hud.window != "never"
+        and (has_display() or settings.hud.window == "always")
+    )
     output_dir = args.output_dir or settings.output.directory
     options = RunOptions(
         output_dir=output_dir,
         show_window=window,
         max_frames=args.max_frames,
-        write_video=settings.output.annotated_video and not args.no_video and not window,
+        write_video=settings.output.annotated_video
+        and not args.no_video
+        and not window,
         write_jsonl=settings.output.events_jsonl,
         write_csv=settings.output.events_csv or args.csv,
         draw_hud=settings.hud.enabled,
@@ -103,7 +153,11 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         from airctrl.metrics import start_metrics_server
 
         start_metrics_server(settings.metrics.port, settings.metrics.host)
-        logger.info("Metrics on http://%s:%d/metrics", settings.metrics.host, settings.metrics.port)
+        logger.info(
+            "Metrics on http://%s:%d/metrics",
+            settings.metrics.host,
+            settings.metrics.port,
+        )
 
     is_tty = sys.stderr.isatty()
     last_len = 0
@@ -118,12 +172,20 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
             sys.stderr.write(line + "\n")
         sys.stderr.flush()
 
-    summary = run(settings, options, on_progress=on_progress, progress_interval_s=1.0 if is_tty else 5.0)
+    summary = run(
+        settings,
+        options,
+        on_progress=on_progress,
+        progress_interval_s=1.0 if is_tty else 5.0,
+    )
     if is_tty and last_len:
         sys.stderr.write("\n")
     _print_summary(summary)
     failed = [s for s in summary.sources if s.error]
     if failed:
-        print(f"airctrl: error: source {failed[0].source_id}: {failed[0].error}", file=sys.stderr)
+        print(
+            f"airctrl: error: source {failed[0].source_id}: {failed[0].error}",
+            file=sys.stderr,
+        )
         return 2
     return 0
