@@ -432,7 +432,7 @@ def _metrics_light(source_id: str, on: bool) -> None:
 
 def _metrics_camera_state(source_id: str, state: str) -> None:
     if state in metrics.CAMERA_STATES:
-        metrics.set_camera_state(source_id, state)  # type: ignore[arg-type]
+        metrics.set_camera_state(source_id, state)
 
 
 def run(

@@ -179,7 +179,7 @@ class VideoSink:
                 )
             self._size = (width, height)
         if self._size != (width, height):
-            image_bgr = cv2.resize(image_bgr, self._size)
+            image_bgr = np.asarray(cv2.resize(image_bgr, self._size), dtype=np.uint8)
         self._writer.write(image_bgr)
         self.frames_written += 1
 

@@ -41,22 +41,16 @@ class EmotionSmoother:
 
     def update(self, estimate: EmotionEstimate) -> EmotionEstimate:
         """Fold one frame's estimate in and return the smoothed estimate."""
-        if self._probabilities is None:
-            self._probabilities = {
-                k: float(estimate.probabilities.get(k, 0.0)) for k in EMOTIONS
-            }
+        smoothed = self._probabilities
+        if smoothed is None:
+            smoothed = {k: float(estimate.probabilities.get(k, 0.0)) for k in EMOTIONS}
+            self._probabilities = smoothed
         else:
             for name in EMOTIONS:
                 new = float(estimate.probabilities.get(name, 0.0))
-                self._probabilities[name] += self.alpha * (
-                    new - self._probabilities[name]
-                )
+                smoothed[name] += self.alpha * (new - smoothed[name])
 
-        winner = (
-            max(self._probabilities, key=lambda k: self._probabilities[k])
-            if self._probabilities
-            else estimate.label
-        )
+        winner = max(smoothed, key=lambda k: smoothed[k])
         self._frames_since_change += 1
         if self._label is None:
             self._label = winner
@@ -76,7 +70,7 @@ class EmotionSmoother:
                 self._candidate, self._candidate_frames = None, 0
                 self._frames_since_change = 0
 
-        probabilities = dict(self._probabilities)
+        probabilities = dict(smoothed)
         return EmotionEstimate(
             label=self._label,
             probabilities=probabilities,
