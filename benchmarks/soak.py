@@ -5,7 +5,9 @@ single_face.mp4 (or ``--clip``) in a child process for ``--minutes`` (default
 10), and every ``--interval-seconds`` (default 60) prints the child's resident
 memory (VmRSS from /proc), the frames processed so far (from its /metrics) and
 the frame rate over the interval. At the end it prints the growth after the
-warm-up (default: the first minute), per hour, and the end/warm-up ratio.
+warm-up (default: the first 3 minutes, while caches and the tracker settle),
+per hour, and the end/warm-up ratio. Outputs go to a temporary folder that is
+removed afterwards unless ``--keep``.
 
     python benchmarks/soak.py                 # 10 minutes
     python benchmarks/soak.py --minutes 60    # longer, e.g. overnight
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -81,8 +84,9 @@ def main() -> int:
         "--interval-seconds", type=float, default=60.0, help="report every (60)"
     )
     parser.add_argument(
-        "--warmup-minutes", type=float, default=1.0, help="warm-up (default 1)"
+        "--warmup-minutes", type=float, default=3.0, help="warm-up (default 3)"
     )
+    parser.add_argument("--keep", action="store_true", help="keep the outputs and log")
     parser.add_argument(
         "--clip", type=Path, default=None, help="video (default single_face.mp4)"
     )
@@ -138,7 +142,9 @@ def main() -> int:
             child.wait()
         log.close()
 
-    warm = [(t, m) for t, m in samples if t >= args.warmup_minutes * 60]
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    warm = [(t, m) for t, m in samples if t >= args.warmup_minutes * 60 - 1]
     if len(warm) < 2:
         print("soak: too short to measure growth after warm-up")
         return 0
