@@ -182,7 +182,8 @@ class FrameSource(ABC):
         if status == self.status:
             return
         previous, self.status = self.status, status
-        level = logging.WARNING if status in ("lost", "failed") else logging.INFO
+        # The outage itself is logged with its reason where it is detected.
+        level = logging.WARNING if status == "failed" else logging.INFO
         logger.log(level, "Source %s: %s -> %s", self.source_id, previous, status)
         if self.on_status is not None:
             try:
@@ -441,6 +442,11 @@ class _CaptureWorker:
     The capture is opened and read only in the worker thread. When the caller
     gives up on a call (timeout or stop), the worker is abandoned: it finishes
     the call it is stuck in, if ever, then releases the capture itself.
+
+    Limitation: Python cannot interrupt a native call, so a read that never
+    returns keeps its (daemon) thread and device handle until it does. Streams
+    pass FFmpeg its own read timeout so such threads end; a camera driver that
+    hangs forever leaks one thread per outage.
     """
 
     def __init__(self, factory: CaptureFactory, target: Any, name: str) -> None:
