@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -668,6 +669,15 @@ def test_history_route_answers_503_when_store_is_down(
 
     assert response.status_code == 503
     assert "Redis" in response.json()["detail"]
+
+
+def test_docs_page_loads_its_assets_from_this_server(client: TestClient) -> None:
+    page = client.get("/docs").text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+
+    assert assets and all(a.startswith("/docs-assets/") for a in assets)
+    for asset in assets:
+        assert client.get(asset).status_code == 200
 
 
 def test_web_page_holds_consent_banner_and_ships_no_remote_scripts(

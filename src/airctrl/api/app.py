@@ -265,6 +265,8 @@ def create_app(
         version="1.0",
         summary="Faces, emotions and their evidence, from photos and live video.",
         lifespan=lifespan,
+        docs_url=None,  # served by airctrl.api.web from local assets
+        redoc_url=None,
     )
     app.state.service = state
     install_error_handlers(app)

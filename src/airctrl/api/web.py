@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 __all__ = ["WEB_DIR", "mount_web"]
@@ -15,8 +16,27 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
 def mount_web(app: FastAPI) -> None:
-    """Add ``/``, ``/static/*`` and ``/web-config.json`` (all without auth)."""
+    """Add ``/``, ``/static/*``, ``/web-config.json`` and ``/docs`` (no auth).
+
+    The OpenAPI page's script and style come from the ``swagger-ui-bundle``
+    package, served under ``/docs-assets``, so ``/docs`` works offline.
+    """
+    from swagger_ui_bundle import swagger_ui_path
+
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+    app.mount(
+        "/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets"
+    )
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="AIRCTRL API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
