@@ -716,3 +716,26 @@ def test_docker_build_context_keeps_every_file_the_dockerfile_copies() -> None:
     assert "*" in ignore  # everything else stays out of the context
     assert sources and [s for s in sources if s.rstrip("/") not in kept] == []
     assert all((ROOT / s).exists() for s in sources)
+
+
+@pytest.mark.parametrize(
+    ("content", "valid"),
+    [
+        pytest.param(None, True, id="our-compose-file"),
+        pytest.param("services:\n  api:\n    image: x\n    helthcheck: {}\n", False,
+                     id="misspelt-key-rejected"),
+    ],
+)  # fmt: skip
+def test_compose_file_matches_the_compose_spec_json_schema(
+    tmp_path: Path, content: str | None, valid: bool
+) -> None:
+    path = DEPLOY / "docker-compose.yml"
+    if content is not None:
+        path = tmp_path / "docker-compose.yml"
+        path.write_text(content, encoding="utf-8")
+
+    result = _run(
+        BIN / "check-jsonschema", "--builtin-schema", "vendor.compose-spec", path
+    )
+
+    assert (result.returncode == 0) is valid, result.stdout + result.stderr
