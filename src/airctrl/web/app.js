@@ -272,10 +272,11 @@
       ctx.lineTo(w, (h * i) / 4);
       ctx.stroke();
     }
-    // The window grows from 10 s up to TIMELINE_SECONDS as the session goes on.
+    // Drawn from the left edge; the window grows from 10 s up to
+    // TIMELINE_SECONDS, then scrolls.
     const first = state.history.length ? state.history[0].t : now;
-    const span = Math.min(TIMELINE_SECONDS, Math.max(10, now - first));
-    const start = now - span;
+    const start = Math.max(first, now - TIMELINE_SECONDS);
+    const span = Math.max(10, now - start);
     const xOf = (t) => ((t - start) / span) * w;
     ctx.lineWidth = 2;
     for (const name of EMOTIONS) {
