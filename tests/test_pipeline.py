@@ -1,0 +1,77 @@
+"""Tests for airctrl.pipeline: quality gate, image vs video mode, reset between clips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from airctrl.capture import VideoFileSource
+from airctrl.config import Settings
+from airctrl.pipeline import Pipeline, gate_quality
+from airctrl.types import EMOTIONS, EmotionEstimate, Frame
+
+
+def estimate(flags: tuple[str, ...], top: float = 0.82) -> EmotionEstimate:
+    rest = (1 - top) / 6
+    probs = {name: (top if name == "surprised" else rest) for name in EMOTIONS}
+    return EmotionEstimate("surprised", probs, top, (("jaw drop", 0.7),), flags)
+
+
+def test_gate_leaves_clean_estimate_untouched() -> None:
+    clean = estimate(())
+
+    assert gate_quality(clean, low_confidence=0.5) is clean
+
+
+def test_gate_halves_distance_to_uniform_for_extreme_pose() -> None:
+    gated = gate_quality(estimate(("extreme_pose",)), low_confidence=0.5)
+
+    # 0.5 * 0.82 + 0.5 * (1/7) = 0.48143 (worked by hand)
+    assert gated.confidence == pytest.approx(0.48143, abs=1e-5)
+    assert gated.label == "surprised"
+    assert sum(gated.probabilities.values()) == pytest.approx(1.0)
+    assert gated.flags == ("extreme_pose", "low_confidence")
+
+
+def test_gate_compounds_several_problems() -> None:
+    gated = gate_quality(
+        estimate(("extreme_pose", "partial_face"), top=1.0), low_confidence=0.2
+    )
+
+    # keep = 0.5 * 0.7 = 0.35: 0.35 * 1 + 0.65 / 7 = 0.442857
+    assert gated.confidence == pytest.approx(0.442857, abs=1e-5)
+    assert "low_confidence" not in gated.flags
+
+
+def test_video_pipeline_reset_starts_ids_and_state_afresh(
+    model_path: Path, sample_path: Callable[[str], Path]
+) -> None:
+    settings = Settings()
+
+    def first_ids(pipeline: Pipeline) -> list[int]:
+        with VideoFileSource(sample_path("single_face.mp4")) as source:
+            return [
+                face.face_id
+                for frame in list(source)[:5]
+                for face in pipeline.process(frame).faces
+            ]
+
+    with Pipeline(settings, mode="video", model_path=model_path) as pipeline:
+        first = first_ids(pipeline)
+        pipeline.reset()
+        second = first_ids(pipeline)
+
+    assert first == second == [1] * 5
+
+
+def test_image_mode_numbers_faces_by_position_in_frame(
+    model_path: Path, happy_face_rgb: np.ndarray
+) -> None:
+    with Pipeline(Settings(), mode="image", model_path=model_path) as pipeline:
+        results = [pipeline.process(Frame(happy_face_rgb, 0, i)) for i in range(2)]
+
+    assert [[f.face_id for f in r.faces] for r in results] == [[0], [0]]
+    assert results[0].faces[0].emotion == results[1].faces[0].emotion
