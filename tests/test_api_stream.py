@@ -276,3 +276,23 @@ def test_every_session_closes_its_pipeline(
 def test_parse_hello_rejects_malformed_options(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_hello(text)
+
+
+def test_stream_with_no_history_backend_says_it_stores_nothing(
+    model_path: Path, frames: list[bytes]
+) -> None:
+    settings = Settings.model_validate(
+        {
+            "server": {"api_keys": [api_key_hash()]},
+            "storage": {"backend": "none"},
+        }
+    )
+    hello = {"subject_id": "viewer-4", "consent": True}
+    with (
+        TestClient(create_app(settings, model_path=model_path)) as test_client,
+        test_client.websocket_connect("/v1/stream", headers=KEY) as ws,
+    ):
+        ready, answers = run_session(ws, frames[:2], hello=hello)
+
+    assert ready["storing"] is False
+    assert len(answers) == 2

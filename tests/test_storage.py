@@ -196,5 +196,8 @@ def test_open_store_none_backend_keeps_nothing() -> None:
     store.record_consent("s1")
 
     assert store.ping()
+    assert not store.has_consent("s1")
+    with pytest.raises(ConsentRequiredError):
+        store.merge("s1", "a", tally(("happy", 0.9)))
     with pytest.raises(SubjectNotFoundError):
         store.history("s1")

@@ -216,8 +216,9 @@ class NullHistoryStore:
         return False
 
     def merge(self, subject_id: str, session_id: str, tally: SessionTally) -> None:
-        """Drop the tally."""
+        """Drop the tally and say nothing was stored."""
         tally.clear()
+        raise ConsentRequiredError("no history is kept (storage.backend is none)")
 
     def history(self, subject_id: str) -> SubjectHistory:
         """Always raise SubjectNotFoundError."""

@@ -135,8 +135,8 @@ def _store_detection(
     tally.add(face.emotion.label, face.emotion.confidence, time.time())
     try:
         _store(state).merge(subject_id, session_id, tally)
-    except ConsentRequiredError:
-        return "history not stored: no consent on record for this subject"
+    except ConsentRequiredError as exc:
+        return f"history not stored: {exc}"
     return None
 
 

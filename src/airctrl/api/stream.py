@@ -369,6 +369,9 @@ async def stream(ws: WebSocket) -> None:
             try:
                 await run_in_threadpool(state.store.record_consent, options.subject_id)
                 state.erased_subjects.discard(options.subject_id)
+                session.storing = await run_in_threadpool(
+                    state.store.has_consent, options.subject_id
+                )
             except StorageError as exc:
                 logger.warning("Consent not recorded, stream will not store: %s", exc)
                 session.storing = False
