@@ -81,8 +81,9 @@ class ServiceState:
     pool: PipelinePool | None = None
     store: HistoryStore | None = None
     counters: StreamCounters = field(default_factory=StreamCounters)
-    #: Subject ids whose data was erased while this worker streams for them;
-    #: their open sessions stop storing.
+    #: Subject ids erased through this worker; its open sessions for them stop
+    #: storing at once. Limitation: other workers learn of an erasure only
+    #: when their next merge is refused (within FLUSH_SECONDS).
     erased_subjects: set[str] = field(default_factory=set)
 
 

@@ -240,6 +240,10 @@ class ApiKeyRing:
     def check(self, key: str | None) -> str:
         """Return the label of the key that matches ``key``.
 
+        Limitation: an unknown key costs one scrypt run per configured key,
+        so a client sending many wrong keys burns CPU; rate-limit at the proxy
+        (or add a per-address failure budget here).
+
         Raises:
             AuthError: no key given, or none matches.
         """

@@ -204,7 +204,12 @@ class _Session:
         return result
 
     def tally_result(self, result: FrameResult) -> None:
-        """Count the largest face's emotion for the subject's history."""
+        """Count the largest face's emotion for the subject's history.
+
+        Limitation: the subject is assumed to be the largest face in view; when
+        someone else comes closer to the camera their frames are counted for
+        the subject. Face re-identification would fix it, at a privacy cost.
+        """
         if not self.storing or not result.faces:
             return
         face = max(result.faces, key=lambda f: f.box.width * f.box.height)
