@@ -109,8 +109,11 @@ def test_run_missing_source_is_one_line_error(
     assert "Traceback" not in err
 
 
-def test_run_sigint_stops_cleanly_and_keeps_outputs(
-    tmp_path: Path, sample_path: Callable[[str], Path]
+@pytest.mark.parametrize(
+    "stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"]
+)
+def test_run_stop_signal_ends_cleanly_and_keeps_outputs(
+    tmp_path: Path, sample_path: Callable[[str], Path], stop_signal: int
 ) -> None:
     command = [
         sys.executable,
@@ -134,7 +137,7 @@ def test_run_sigint_stops_cleanly_and_keeps_outputs(
     ):
         time.sleep(0.2)
 
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop_signal)
     out, err = process.communicate(timeout=30)
 
     assert process.returncode == 0, err

@@ -502,6 +502,7 @@ def run(
             worker.join()
         if options.show_window:
             cv2.destroyAllWindows()
+    stopped = interrupted or stop.is_set()  # Ctrl-C, SIGTERM, "q" in the window
     return RunSummary(
-        [w.summary for w in workers], interrupted, time.perf_counter() - started
+        [w.summary for w in workers], stopped, time.perf_counter() - started
     )

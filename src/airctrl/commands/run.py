@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
+import threading
 import sys
 from pathlib import Path
 from typing import Any
@@ -172,12 +174,20 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
             sys.stderr.write(line + "\n")
         sys.stderr.flush()
 
-    summary = run(
-        settings,
-        options,
-        on_progress=on_progress,
-        progress_interval_s=1.0 if is_tty else 5.0,
-    )
+    stop = threading.Event()
+    # Container runtimes and systemd stop with SIGTERM: treat it like Ctrl-C so
+    # the video and event files are closed properly.
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        summary = run(
+            settings,
+            options,
+            stop_event=stop,
+            on_progress=on_progress,
+            progress_interval_s=1.0 if is_tty else 5.0,
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if is_tty and last_len:
         sys.stderr.write("\n")
     _print_summary(summary)
