@@ -28,6 +28,14 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+def run_command(video: Path, output_dir: Path, *flags: str) -> list[str]:
+    """Command line for `airctrl run` looping ``video`` in a child process."""
+    return [
+        sys.executable, "-m", "airctrl.cli", "run", "--source", str(video), "--loop",
+        "--output-dir", str(output_dir), *flags,
+    ]  # fmt: skip
+
+
 def count_video_frames(path: Path) -> int:
     capture = cv2.VideoCapture(str(path))
     count = 0
@@ -115,18 +123,7 @@ def test_run_missing_source_is_one_line_error(
 def test_run_stop_signal_ends_cleanly_and_keeps_outputs(
     tmp_path: Path, sample_path: Callable[[str], Path], stop_signal: int
 ) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "airctrl.cli",
-        "run",
-        "--source",
-        str(sample_path("single_face.mp4")),
-        "--loop",
-        "--headless",
-        "--output-dir",
-        str(tmp_path),
-    ]
+    command = run_command(sample_path("single_face.mp4"), tmp_path, "--headless")
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -256,18 +253,7 @@ def test_run_window_under_xvfb_shows_the_hud(
     tmp_path: Path, sample_path: Callable[[str], Path], xvfb_display: str
 ) -> None:
     env = {**os.environ, "DISPLAY": xvfb_display, "QT_QPA_PLATFORM": "xcb"}
-    command = [
-        sys.executable,
-        "-m",
-        "airctrl.cli",
-        "run",
-        "--source",
-        str(sample_path("single_face.mp4")),
-        "--loop",
-        "--window",
-        "--output-dir",
-        str(tmp_path),
-    ]
+    command = run_command(sample_path("single_face.mp4"), tmp_path, "--window")
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
