@@ -768,3 +768,33 @@ def test_serve_refuses_tls_cert_without_key(tmp_path: Path) -> None:
     )
 
     assert main(["--config", str(config), "serve"]) == 2
+
+
+def test_batch_marks_an_oversize_item_413_and_analyses_the_rest(
+    small_limit_client: TestClient, face: Array
+) -> None:
+    big = media.png(np.tile(face, (2, 2, 1)))
+    small = media.jpeg(face, quality=70)
+    assert len(big) > 50_000 > len(small)
+
+    response = small_limit_client.post(
+        "/v1/detect/batch",
+        files=[("files", ("big.png", big)), ("files", ("small.jpg", small))],
+        headers=KEY,
+    )
+
+    items = response.json()["items"]
+    assert [i["status"] for i in items] == [413, 200]
+    assert items[1]["result"]["face_count"] == 1
+
+
+def test_batch_with_more_files_than_allowed_is_400(
+    tmp_path: Path, model_path: Path, face: Array
+) -> None:
+    settings = make_settings(tmp_path, max_batch_items=2)
+    files = [("files", (f"{n}.jpg", media.jpeg(face[:64, :64]))) for n in range(3)]
+    with TestClient(create_app(settings, model_path=model_path)) as test_client:
+        response = test_client.post("/v1/detect/batch", files=files, headers=KEY)
+
+    assert response.status_code == 400
+    assert set(response.json()) == {"detail"}
