@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 import pytest
 
-from airctrl.features import action_units, extract_features, geometry, plain_name
-from airctrl.types import BoundingBox, FaceLandmarks, HeadPose
+from airctrl.config import Settings
+from airctrl.features import (
+    action_units,
+    average_views,
+    extract_features,
+    geometry,
+    pad_image,
+    plain_name,
+    with_padded_view,
+)
+from airctrl.landmarks import LandmarkDetector
+from airctrl.pipeline import landmarker_options
+from airctrl.types import BoundingBox, FaceLandmarks, Frame, HeadPose
 
 
 def test_action_units_average_left_and_right() -> None:
@@ -112,3 +125,73 @@ def test_real_smiling_face_shows_strong_lip_corner_pull(
     features = extract_features(detection.faces[0])
     assert features.get("lip_corner_pull") > 0.5
     assert features.get("geo_corner_lift") > 0
+
+
+# -- the second, padded view of a still ----------------------------------------
+
+
+def _face_at(box: BoundingBox, smile: float) -> FaceLandmarks:
+    points = np.zeros((478, 3), dtype=np.float32)
+    return FaceLandmarks(
+        points,
+        {"mouthSmileLeft": smile, "jawOpen": 0.1},
+        HeadPose(1.0, 2.0, 3.0),
+        box,
+    )
+
+
+def test_pad_image_adds_a_mean_coloured_border_around_the_unchanged_image() -> None:
+    image = np.zeros((40, 100, 3), dtype=np.uint8)
+    image[:, 50:] = 200  # mean colour 100 on every channel
+    padded, pad_x, pad_y = pad_image(image, 0.25)
+    assert (pad_x, pad_y) == (25, 10)
+    assert padded.shape == (60, 150, 3)
+    assert np.array_equal(padded[10:50, 25:125], image)
+    assert np.all(padded[:10] == 100)
+    assert np.all(padded[:, :25] == 100)
+
+
+def test_average_views_averages_the_matching_face_and_keeps_its_geometry() -> None:
+    original = _face_at(BoundingBox(10, 20, 100, 100), 0.6)
+    # The same face in an image padded by (30, 40): its box moved by the border.
+    padded = _face_at(BoundingBox(42, 60, 98, 100), 0.2)
+    (result,) = average_views([original], [padded], 30, 40)
+    assert result.blendshapes["mouthSmileLeft"] == pytest.approx(0.4)
+    assert result.blendshapes["jawOpen"] == pytest.approx(0.1)
+    assert result.box == original.box
+    assert result.pose == original.pose
+
+
+def test_average_views_leaves_a_face_without_a_match_unchanged() -> None:
+    original = _face_at(BoundingBox(10, 20, 100, 100), 0.6)
+    elsewhere = _face_at(BoundingBox(400, 300, 100, 100), 0.2)
+    (result,) = average_views([original], [elsewhere], 30, 40)
+    assert result is original
+
+
+def test_padded_view_of_a_real_photo_averages_both_landmarker_runs(
+    model_path: Path, happy_face_rgb: npt.NDArray[np.uint8], settings: Settings
+) -> None:
+    with LandmarkDetector(
+        model_path, mode="image", options=landmarker_options(settings)
+    ) as detector:
+        frame = Frame(happy_face_rgb, 0, 0)
+        (face,) = detector.detect(frame).faces
+        # The padded view, built independently with OpenCV.
+        h, w = happy_face_rgb.shape[:2]
+        fill = [int(v) for v in happy_face_rgb.reshape(-1, 3).mean(axis=0)]
+        bordered = cv2.copyMakeBorder(
+            happy_face_rgb,
+            h // 4,
+            h // 4,
+            w // 4,
+            w // 4,
+            cv2.BORDER_CONSTANT,
+            value=fill,
+        )
+        (other,) = detector.detect(Frame(np.ascontiguousarray(bordered), 0, 1)).faces
+        (result,) = with_padded_view(detector, frame, (face,))
+    for name in ("mouthSmileLeft", "cheekSquintRight", "jawOpen"):
+        expected = (face.blendshapes[name] + other.blendshapes[name]) / 2
+        assert result.blendshapes[name] == pytest.approx(expected, abs=1e-6)
+    assert result.box == face.box

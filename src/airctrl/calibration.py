@@ -9,7 +9,7 @@ the detection options, so fitting and evaluation rerun without the landmarker.
 Fitting (:func:`fit_params`) turns labelled faces into the parameters of
 :mod:`airctrl.emotions`; ``airctrl calibrate`` drives it.
 
-Limitation: the shipped parameters were fitted on 1,039 dev photos, nine in
+Limitation: the shipped parameters were fitted on 1,038 dev photos, nine in
 ten of them grayscale news crops with crowd labels on which two annotators
 agreed about half the time, and only 10 fear and 19 disgust photos. Fear and
 disgust are therefore recognised mostly through the EMFACS prior and rarely
@@ -41,7 +41,7 @@ from airctrl.emotions import (
     transform,
 )
 from airctrl.errors import AirctrlError
-from airctrl.features import Features, extract_features
+from airctrl.features import Features, extract_features, with_padded_view
 from airctrl.types import EMOTIONS, BoundingBox, FaceLandmarks, Frame, HeadPose
 
 __all__ = [
@@ -79,8 +79,9 @@ _LABEL_ALIASES = {
     "fearful": "fear",
     "disgusted": "disgust",
 }
-#: Bump when the cached record layout changes, so stale entries are not read.
-CACHE_VERSION = 1
+#: Bump when the cached record layout or the extraction changes, so stale
+#: entries are not read. 2: blendshapes averaged with a padded view.
+CACHE_VERSION = 2
 
 
 class ManifestError(AirctrlError):
@@ -283,8 +284,10 @@ def extract_samples(
     """Find the largest face in every row's photo, reading and filling the cache.
 
     The landmarker runs in image mode with its padded retry, so tight crops cut
-    at chin and forehead are found. A photo that cannot be read becomes a
-    sample with ``face=None`` and ``error`` set; it is never dropped.
+    at chin and forehead are found, and the face's blendshapes are averaged
+    with a second, padded view exactly as the pipeline does for stills
+    (:func:`airctrl.features.with_padded_view`). A photo that cannot be read
+    becomes a sample with ``face=None`` and ``error`` set; it is never dropped.
     """
     from airctrl.landmarks import LandmarkDetector
     from airctrl.pipeline import landmarker_options
@@ -311,12 +314,14 @@ def extract_samples(
                         model_path, mode="image", options=landmarker_options(settings)
                     )
                 try:
-                    image = load_rgb(row.path)
-                    detection = detector.detect(Frame(image, 0, index))
+                    frame = Frame(load_rgb(row.path), 0, index)
+                    face = _largest(detector.detect(frame).faces)
+                    if face is not None:
+                        # The same two-view averaging as the pipeline's image mode.
+                        face = with_padded_view(detector, frame, (face,))[0]
                 except (ValueError, AirctrlError) as exc:
                     samples.append(Sample(row, None, str(exc)))
                     continue
-                face = _largest(detection.faces)
                 record = {"face": face_to_record(face) if face is not None else None}
                 cache.put(file_sha, record)
             else:

@@ -17,7 +17,7 @@ from airctrl.assets import resolve_model
 from airctrl.baseline import NeutralBaseline
 from airctrl.config import Settings
 from airctrl.emotions import EmotionClassifier
-from airctrl.features import extract_features
+from airctrl.features import extract_features, with_padded_view
 from airctrl.landmarks import LandmarkDetector, LandmarkerOptions
 from airctrl.liveness import LivenessMonitor
 from airctrl.smoothing import EmotionSmoother
@@ -253,7 +253,8 @@ class Pipeline:
 
         if self.mode == "image":
             faces = []
-            for index, face in enumerate(detection.faces):
+            views = with_padded_view(self._detector, frame, detection.faces)
+            for index, face in enumerate(views):
                 estimate = gate_quality(
                     self._classifier.classify(extract_features(face), face=face),
                     low_confidence=self.settings.emotion.low_confidence,
