@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from airctrl.calibration import (
+    FaceCache,
     FitOptions,
     ManifestError,
     ManifestRow,
@@ -286,3 +287,22 @@ def test_missing_and_undecodable_photos_are_kept_with_reasons(
     assert [s.face for s in samples] == [None, None]
     assert samples[0].error == "file not found"
     assert samples[1].error is not None and "could not be decoded" in samples[1].error
+
+
+def test_face_cache_key_changes_when_the_detector_source_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import airctrl.landmarks
+
+    model = tmp_path / "model.task"
+    model.write_bytes(b"same model bytes")
+    settings = Settings(assets=AssetSettings(cache_dir=tmp_path / "cache"))
+    source = tmp_path / "landmarks.py"
+    source.write_text("# face search, first version\n", encoding="utf-8")
+    monkeypatch.setattr(airctrl.landmarks, "__file__", str(source))
+    first = FaceCache.for_settings(settings, model).folder
+    again = FaceCache.for_settings(settings, model).folder
+    source.write_text("# face search, changed crops\n", encoding="utf-8")
+    changed = FaceCache.for_settings(settings, model).folder
+    assert first == again
+    assert changed != first

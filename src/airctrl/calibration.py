@@ -3,8 +3,9 @@
 A manifest is a CSV with at least ``path`` (relative to the manifest's folder)
 and ``label``; ``dataset``, ``subject``, ``sex``, ``age_group`` and
 ``ethnicity`` are optional grouping columns. Faces found in each photo are
-cached as JSON keyed by the file's sha256, the landmarker model's sha256 and
-the detection options, so fitting and evaluation rerun without the landmarker.
+cached as JSON keyed by the file's sha256, the landmarker model's sha256, the
+detector's source and the detection options, so fitting and evaluation rerun
+without the landmarker.
 
 Fitting (:func:`fit_params`) turns labelled faces into the parameters of
 :mod:`airctrl.emotions`; ``airctrl calibrate`` drives it.
@@ -222,7 +223,8 @@ class FaceCache:
     """On-disk cache of the largest face found in a photo.
 
     Entries live in ``<cache_dir>/features/<key>/<file sha256>.json`` where
-    ``key`` hashes the model sha256 and the detection options.
+    ``key`` hashes the model sha256, the detector's source and the detection
+    options.
     """
 
     def __init__(self, root: Path, key: str) -> None:
@@ -231,11 +233,19 @@ class FaceCache:
 
     @classmethod
     def for_settings(cls, settings: Settings, model_path: Path) -> FaceCache:
-        """Return the cache for this model file and these detection settings."""
+        """Return the cache for this model file, detection settings and detector code.
+
+        The key also hashes the source of :mod:`airctrl.landmarks`: a change to
+        the face search (crops, retries, verification) changes the faces found,
+        and entries from the old code once silently stood in for the new ones.
+        """
+        import airctrl.landmarks
+
         model_sha = _sha256_file(model_path)
+        code_sha = _sha256_file(Path(airctrl.landmarks.__file__))
         options = json.dumps(settings.detection.model_dump(mode="json"), sort_keys=True)
         key = hashlib.sha256(
-            f"{CACHE_VERSION}|{model_sha}|{options}".encode()
+            f"{CACHE_VERSION}|{model_sha}|{code_sha}|{options}".encode()
         ).hexdigest()[:20]
         root = settings.assets.cache_dir or default_cache_dir()
         return cls(root, key)
