@@ -102,3 +102,22 @@ def test_light_mode_switch_has_hysteresis(
 def test_light_mode_switch_rejects_recover_below_threshold() -> None:
     with pytest.raises(ValueError, match="recover_fps"):
         LightModeSwitch(below_fps=12, recover_fps=10)
+
+
+def test_panel_stays_in_frame_when_face_touches_bottom_edge() -> None:
+    image = np.zeros((360, 480, 3), dtype=np.uint8)
+    result = frame_with_face("happy", 0.9)
+    face = result.faces[0]
+    at_bottom = FaceResult(
+        1, BoundingBox(100, 250, 120, 110), face.emotion, face.raw_emotion,
+        face.pose, False, None, 0, True,
+    )  # fmt: skip
+
+    HudRenderer().draw(
+        image, FrameResult(0, 0, 480, 360, (at_bottom,)), HudStatus(fps=30)
+    )
+
+    right_of_box = image[:, 230:]
+    colour = EMOTION_COLORS_BGR["happy"]
+    assert count_colour(right_of_box, colour) > 50  # the confidence bar
+    assert count_colour(right_of_box, (255, 255, 255)) > 50  # evidence text

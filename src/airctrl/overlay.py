@@ -132,33 +132,65 @@ class HudRenderer:
 
         scale = self.font_scale
         label = f"#{face.face_id} {face.emotion.label} {face.emotion.confidence:.0%}"
-        text_y = y - 8 if y > 24 else y + h + 18
+        text_y = y - 8 if y > 24 else min(y + h + 18, image.shape[0] - 4)
         _put_text(image, label, (x, text_y), scale, color, 2 if not light else 1)
-        if light:
-            return
+        if not light:
+            self._draw_panel(image, face, color)
 
-        bar_y = y + h + 6 if text_y < y else y + h + 26
-        bar_w = max(w, 60)
-        cv2.rectangle(image, (x, bar_y), (x + bar_w, bar_y + 8), _PANEL_BGR, -1)
-        cv2.rectangle(
-            image,
-            (x, bar_y),
-            (x + int(bar_w * face.emotion.confidence), bar_y + 8),
-            color,
-            -1,
-        )
-
+    def _panel_lines(self, face: FaceResult) -> list[str]:
         lines = [f"{name} {value:.2f}" for name, value in face.emotion.evidence[:3]]
         if face.calibrating:
             lines.append("calibrating baseline...")
         if face.liveness:
             lines.append(f"liveness: {face.liveness} (blinks {face.blinks})")
         lines.extend(flag.replace("_", " ") for flag in face.emotion.flags)
+        return lines
+
+    def _draw_panel(
+        self,
+        image: npt.NDArray[np.uint8],
+        face: FaceResult,
+        color: tuple[int, int, int],
+    ) -> None:
+        """Draw the confidence bar and evidence in a panel beside the box.
+
+        The panel goes right of the box, else left of it, else inside its top
+        edge, and is shifted up so it always stays inside the frame.
+        """
+        height, width = image.shape[:2]
+        scale = self.font_scale * 0.75
+        lines = self._panel_lines(face)
+        sizes = [
+            cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0]
+            for line in lines
+        ]
+        line_h = max([s[1] for s in sizes] + [10]) + 8
+        panel_w = max([s[0] for s in sizes] + [80]) + 12
+        panel_h = 18 + line_h * len(lines)
+
+        box = face.box
+        if box.x + box.width + 6 + panel_w <= width:
+            px = box.x + box.width + 6
+        elif box.x - 6 - panel_w >= 0:
+            px = box.x - 6 - panel_w
+        else:
+            px = max(0, min(box.x + 4, width - panel_w))
+        py = max(0, min(box.y, height - panel_h))
+
+        region = image[py : py + panel_h, px : px + panel_w]
+        region[:] = (region.astype(np.uint16) * 2 // 5).astype(np.uint8)
+        bar_w = panel_w - 12
+        cv2.rectangle(
+            image, (px + 6, py + 6), (px + 6 + bar_w, py + 12), _PANEL_BGR, -1
+        )
+        filled = int(bar_w * min(max(face.emotion.confidence, 0.0), 1.0))
+        cv2.rectangle(image, (px + 6, py + 6), (px + 6 + filled, py + 12), color, -1)
         for i, line in enumerate(lines):
-            line_y = bar_y + 24 + i * int(20 * scale / 0.6)
-            if line_y >= image.shape[0]:
-                break
-            _put_text(image, line, (x, line_y), scale * 0.75)
+            baseline_y = py + 18 + line_h * (i + 1) - 6
+            cv2.putText(
+                image, line, (px + 6, baseline_y), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                _TEXT_BGR, 1, cv2.LINE_AA,
+            )  # fmt: skip
 
     def _draw_status(
         self,
