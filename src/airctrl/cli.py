@@ -12,7 +12,7 @@ import importlib
 import logging
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from airctrl.config import Settings, load_settings
 from airctrl.errors import AirctrlError
@@ -40,23 +40,31 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time facial emotion recognition.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        help="settings file (default: ./config.yaml when present, else built-in defaults)",
-    )
-    parser.add_argument(
-        "--log-level",
-        default=None,
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="override logging.level from the settings",
-    )
+    _add_common_options(parser, default=None)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
+    # The common options work after the subcommand too ("airctrl run --config
+    # F"); SUPPRESS keeps a value given before the subcommand.
+    for subparser in subparsers.choices.values():
+        _add_common_options(subparser, default=argparse.SUPPRESS)
     return parser
+
+
+def _add_common_options(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=default,
+        help="settings file (default: ./config.yaml when present, else built-in defaults)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=default,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="override logging.level from the settings",
+    )
 
 
 def _configure_logging(settings: Settings, args: argparse.Namespace) -> None:
@@ -89,7 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return result
     except AirctrlError as exc:
         return _fail(str(exc))
-    except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+    except ValueError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        if exc.filename is not None and exc.strerror:
+            return _fail(f"{exc.filename}: {exc.strerror}")
         return _fail(str(exc))
     except KeyboardInterrupt:
         print("airctrl: interrupted", file=sys.stderr)

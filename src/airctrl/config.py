@@ -17,20 +17,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from airctrl.errors import ConfigError
 
 __all__ = [
-    "Settings",
-    "SourceSettings",
+    "DEFAULT_CONFIG_PATH",
     "DetectionSettings",
     "EmotionSettings",
-    "SmoothingSettings",
-    "LivenessSettings",
     "HudSettings",
+    "LivenessSettings",
+    "LoggingSettings",
+    "MetricsSettings",
     "OutputSettings",
     "ServerSettings",
+    "Settings",
+    "SmoothingSettings",
+    "SourceSettings",
     "StorageSettings",
-    "MetricsSettings",
-    "LoggingSettings",
     "load_settings",
-    "DEFAULT_CONFIG_PATH",
+    "with_overrides",
 ]
 
 #: config.yaml at the repository root, used when no --config is given.
@@ -227,7 +228,7 @@ class Settings(_Section):
     logging: LoggingSettings = LoggingSettings()
 
 
-def _set_dotted(data: dict[str, Any], dotted: str, value: str) -> None:
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node = data
     *parents, leaf = dotted.split(".")
     for key in parents:
@@ -295,3 +296,21 @@ def load_settings(
         return Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, origin)) from None
+
+
+def with_overrides(settings: Settings, overrides: dict[str, Any]) -> Settings:
+    """Return ``settings`` with dotted-key ``overrides`` applied and re-validated.
+
+    Used for command-line flags, so a bad flag value is reported like a bad
+    config value, naming the key (``sources`` takes a whole list).
+
+    Raises:
+        ConfigError: a value fails validation.
+    """
+    data = settings.model_dump()
+    for dotted, value in overrides.items():
+        _set_dotted(data, dotted, value)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, "command line")) from None

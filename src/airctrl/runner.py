@@ -170,6 +170,13 @@ def _source_id(index: int, source: SourceSettings) -> str:
     return source.name or (f"cam{index}" if index else "main")
 
 
+def _describe(exc: BaseException) -> str:
+    """One plain line for an exception: ``path: reason`` for OS errors."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 class SourceWorker(threading.Thread):
     """Read one source, run the pipeline, draw the HUD and feed the sinks."""
 
@@ -263,9 +270,13 @@ class SourceWorker(threading.Thread):
         try:
             self._run()
         except Exception as exc:  # noqa: BLE001 - reported to the caller, not swallowed
-            logger.error("Source %s stopped: %s", self.source_id, exc)
-            self.summary.error = str(exc) or type(exc).__name__
+            self.summary.error = _describe(exc)
             self.summary.state = "failed"
+            if len(self.settings.sources) > 1:
+                # Other sources keep running; say so now rather than at the end.
+                logger.error(
+                    "Source %s stopped: %s", self.source_id, self.summary.error
+                )
 
     def _open_source(self) -> Any:
         if self.source_factory is not None:
@@ -287,12 +298,20 @@ class SourceWorker(threading.Thread):
             self._set_state(status, self._sinks)
 
     def _run(self) -> None:
-        sinks, folder = self._open_sinks()
-        self._sinks = sinks
-        video: VideoSink | None = None
-        source = self._open_source()
+        source = self._open_source()  # first, so a bad source leaves no empty files
         started = time.perf_counter()
+        sinks: list[EventSink] = []
+        video: VideoSink | None = None
         try:
+            sinks, folder = self._open_sinks()
+            with self._sinks_lock:
+                self._sinks = sinks
+                if self.summary.state != "starting":
+                    event = status_event(
+                        self.source_id, self.summary.state, int(time.time() * 1000)
+                    )
+                    for sink in sinks:
+                        sink.write([event])
             with Pipeline(
                 self.settings,
                 mode="video",

@@ -7,17 +7,18 @@ import csv
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from airctrl.config import Settings
+from airctrl.config import Settings, with_overrides
 from airctrl.decode import read_image, sniff_kind
 from airctrl.errors import AirctrlError
 from airctrl.pipeline import FrameResult, Pipeline
-from airctrl.sinks import event_to_row, frame_events
+from airctrl.sinks import event_to_row
 from airctrl.types import Frame
 
-__all__ = ["register", "analyze_paths"]
+__all__ = ["analyze_paths", "register"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +53,7 @@ def register(subparsers: Any) -> None:
 #: Other files are read only if their content is media. Content, never the
 #: ending, decides how a file is decoded.
 MEDIA_SUFFIXES = frozenset(
-    ".jpg .jpeg .png .bmp .gif .webp .tif .tiff .heic .heif .avif "
-    ".mp4 .mov .m4v .avi .mkv .webm .mpg .mpeg".split()
+    [".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif", ".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg"]
 )
 
 
@@ -190,17 +190,7 @@ def _events(result: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def handle(args: argparse.Namespace, settings: Settings) -> int:
     """Print results to stdout; one line per unreadable input on stderr; exit 2 if any."""
     if args.max_faces is not None:
-        if args.max_faces < 1:
-            raise ValueError(
-                f"--max-faces: expected a positive number, got {args.max_faces}"
-            )
-        settings = settings.model_copy(
-            update={
-                "detection": settings.detection.model_copy(
-                    update={"max_faces": args.max_faces}
-                )
-            }
-        )
+        settings = with_overrides(settings, {"detection.max_faces": args.max_faces})
     show_progress = sys.stderr.isatty() and not args.no_progress
     results, errors = analyze_paths(
         list(args.paths), settings, show_progress=show_progress

@@ -13,17 +13,23 @@ __all__ = ["register"]
 
 def register(subparsers: Any) -> None:
     """Add the ``assets`` subcommand."""
-    parser = subparsers.add_parser("assets", help="fetch the model and sample media into the cache")
+    parser = subparsers.add_parser(
+        "assets", help="fetch the model and sample media into the cache"
+    )
     actions = parser.add_subparsers(dest="assets_action", metavar="ACTION")
     actions.required = True
-    fetch = actions.add_parser("fetch", help="download and verify everything (for offline use)")
+    fetch = actions.add_parser(
+        "fetch", help="download and verify everything (for offline use)"
+    )
     fetch.set_defaults(handler=_fetch)
     where = actions.add_parser("path", help="print the cache folder")
     where.set_defaults(handler=_path)
 
 
 def _fetch(args: argparse.Namespace, settings: Settings) -> int:
-    paths = fetch_all(settings.assets.cache_dir, try_official=settings.assets.try_official_download)
+    paths = fetch_all(
+        settings.assets.cache_dir, try_official=settings.assets.try_official_download
+    )
     for path in paths:
         print(path)
     return 0

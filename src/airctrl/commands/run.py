@@ -6,15 +6,16 @@ import argparse
 import logging
 import os
 import signal
-import threading
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
-from airctrl.config import Settings, SourceSettings
+from airctrl.config import Settings, SourceSettings, with_overrides
+from airctrl.errors import ConfigError
 from airctrl.runner import RunOptions, RunSummary, SourceSummary, run
 
-__all__ = ["register", "has_display"]
+__all__ = ["has_display", "register"]
 
 logger = logging.getLogger(__name__)
 
@@ -102,8 +103,6 @@ def _print_summary(summary: RunSummary) -> None:
             )
         for path in s.outputs:
             lines.append(f"  wrote {path}")
-        if s.error:
-            lines.append(f"  error: {s.error}")
     print("\n".join(lines))
 
 
@@ -115,23 +114,22 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         )
     updates: dict[str, Any] = {}
     if args.source:
-        base = settings.sources[0] if settings.sources else SourceSettings()
+        base = (
+            settings.sources[0] if settings.sources else SourceSettings()
+        ).model_dump()
         updates["sources"] = [
-            base.model_copy(
-                update={"source": s, "name": None, "loop": args.loop or base.loop}
-            )
+            {**base, "source": s, "name": None, "loop": args.loop or base["loop"]}
             for s in args.source
         ]
     elif args.loop:
         updates["sources"] = [
-            s.model_copy(update={"loop": True}) for s in settings.sources
+            {**s.model_dump(), "loop": True} for s in settings.sources
         ]
     if args.metrics_port is not None:
-        updates["metrics"] = settings.metrics.model_copy(
-            update={"enabled": True, "port": args.metrics_port}
-        )
+        updates["metrics.enabled"] = True
+        updates["metrics.port"] = args.metrics_port
     if updates:
-        settings = settings.model_copy(update=updates)
+        settings = with_overrides(settings, updates)
 
     window = args.window or (
         not args.headless
@@ -154,7 +152,12 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     if settings.metrics.enabled:
         from airctrl.metrics import start_metrics_server
 
-        start_metrics_server(settings.metrics.port, settings.metrics.host)
+        try:
+            start_metrics_server(settings.metrics.port, settings.metrics.host)
+        except OSError as exc:
+            where = f"{settings.metrics.host}:{settings.metrics.port}"
+            reason = exc.strerror or str(exc)
+            raise ConfigError(f"cannot serve metrics on {where}: {reason}") from None
         logger.info(
             "Metrics on http://%s:%d/metrics",
             settings.metrics.host,
@@ -190,8 +193,9 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         signal.signal(signal.SIGTERM, previous)
     if is_tty and last_len:
         sys.stderr.write("\n")
-    _print_summary(summary)
     failed = [s for s in summary.sources if s.error]
+    if not failed or any(s.frames for s in summary.sources):
+        _print_summary(summary)
     if failed:
         print(
             f"airctrl: error: source {failed[0].source_id}: {failed[0].error}",

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from airctrl.config import Settings
+from airctrl.config import Settings, with_overrides
 from airctrl.errors import ConfigError
 
 __all__ = ["register", "run", "tls13_context"]
@@ -73,17 +73,15 @@ def _hash_key_command() -> int:
 def _handle(args: argparse.Namespace, settings: Settings) -> int:
     if args.hash_key:
         return _hash_key_command()
-    server = settings.server
     overrides: dict[str, Any] = {}
     if args.host is not None:
-        overrides["host"] = args.host
+        overrides["server.host"] = args.host
     if args.port is not None:
-        overrides["port"] = args.port
+        overrides["server.port"] = args.port
     if args.workers is not None:
-        overrides["workers"] = args.workers
+        overrides["server.workers"] = args.workers
     if overrides:
-        server = server.model_validate({**server.model_dump(), **overrides})
-        settings = settings.model_copy(update={"server": server})
+        settings = with_overrides(settings, overrides)
     return run(settings)
 
 

@@ -1,0 +1,96 @@
+"""Tests for airctrl.cli: option placement, flag validation, one-line failures."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from airctrl.cli import main
+
+
+@pytest.fixture()
+def typo_config(tmp_path: Path) -> Path:
+    path = tmp_path / "typo.yaml"
+    path.write_text("detection:\n  max_face: 3\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    "before", [True, False], ids=["before-command", "after-command"]
+)
+def test_config_option_works_on_either_side_of_the_command(
+    typo_config: Path, capsys: pytest.CaptureFixture[str], before: bool
+) -> None:
+    option = ["--config", str(typo_config)]
+    argv = [*option, "analyze", "x.jpg"] if before else ["analyze", *option, "x.jpg"]
+
+    code = main(argv)
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert (
+        err.strip()
+        == f"airctrl: error: {typo_config}: unknown key 'detection.max_face'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "key"),
+    [
+        (
+            ["run", "--headless", "--source", "x.mp4", "--metrics-port", "70000"],
+            "'metrics.port'",
+        ),
+        (["analyze", "--max-faces", "0", "x.jpg"], "'detection.max_faces'"),
+        (["serve", "--port", "99999"], "'server.port'"),
+        (["serve", "--workers", "0"], "'server.workers'"),
+    ],
+    ids=["metrics-port", "max-faces", "server-port", "workers"],
+)
+def test_bad_flag_value_names_the_setting(
+    argv: list[str], key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(argv)
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and key in err and "command line" in err
+
+
+def test_metrics_port_in_use_is_one_line(
+    tmp_path: Path,
+    sample_path: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["run", "--headless", "--source", str(sample_path("single_face.mp4")),
+                     "--metrics-port", str(port), "--output-dir", str(tmp_path)])  # fmt: skip
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert (
+        err.strip()
+        == f"airctrl: error: cannot serve metrics on 127.0.0.1:{port}: Address already in use"
+    )
+
+
+def test_output_dir_under_a_file_is_one_line(
+    tmp_path: Path,
+    sample_path: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "out").write_text("not a folder")
+
+    code = main(["run", "--headless", "--source", str(sample_path("single_face.mp4")),
+                 "--output-dir", str(tmp_path / "out" / "run")])  # fmt: skip
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().endswith("Not a directory") and err.count("airctrl: error:") == 1
+    assert "Errno" not in err
