@@ -130,3 +130,22 @@ def test_analyze_missing_file_is_one_line_error(
     assert code == 2
     assert err.strip().splitlines() == [err.strip()]
     assert "nope.jpg" in err
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_analyze_line_formats_keep_frame_flags(
+    capsys: pytest.CaptureFixture[str], sample_path: Callable[[str], Path], fmt: str
+) -> None:
+    code, out, _ = analyze(
+        capsys, "--format", fmt, "--max-faces", "2", str(sample_path("multi_face.jpg"))
+    )
+
+    if fmt == "jsonl":
+        flags = [json.loads(line)["frame_flags"] for line in out.splitlines()]
+    else:
+        flags = [
+            row["frame_flags"].split(";") for row in csv.DictReader(io.StringIO(out))
+        ]
+    assert code == 0
+    assert len(flags) == 2
+    assert all("max_faces_reached" in f for f in flags)

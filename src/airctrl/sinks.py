@@ -24,6 +24,7 @@ __all__ = [
     "EventSink",
     "JsonlEventSink",
     "VideoSink",
+    "events_from_frame",
     "frame_events",
     "status_event",
 ]
@@ -41,26 +42,45 @@ class EventSink(Protocol):
         """Flush and release."""
 
 
-def frame_events(result: FrameResult) -> list[dict[str, Any]]:
-    """Return one ``face`` event per face, or one ``no_face`` event for an empty frame."""
+def events_from_frame(frame: dict[str, Any]) -> list[dict[str, Any]]:
+    """Turn one frame dict (:meth:`FrameResult.to_dict`) into events.
+
+    One ``face`` event per face, or one ``no_face`` event for an empty frame.
+    Every event carries the frame's own flags as ``frame_flags`` (capped face
+    count, first frame of an animation, low light...); ``flags`` on a face event
+    are that face's.
+    """
     base = {
-        "source": result.source_id,
-        "frame": result.frame_index,
-        "timestamp_ms": result.timestamp_ms,
+        "source": frame["source"],
+        "frame": frame["frame"],
+        "timestamp_ms": frame["timestamp_ms"],
     }
-    if not result.faces:
-        return [{"event": "no_face", **base, "flags": list(result.flags)}]
-    return [{"event": "face", **base, **face.to_dict()} for face in result.faces]
+    frame_flags = list(frame.get("flags", []))
+    if not frame["faces"]:
+        return [{"event": "no_face", **base, "frame_flags": frame_flags}]
+    return [
+        {"event": "face", **base, **face, "frame_flags": frame_flags}
+        for face in frame["faces"]
+    ]
+
+
+def frame_events(result: FrameResult) -> list[dict[str, Any]]:
+    """Return the events of one analysed frame (see :func:`events_from_frame`)."""
+    return events_from_frame(result.to_dict())
 
 
 def status_event(
-    source_id: str, state: str, timestamp_ms: int, detail: str = ""
+    source_id: str, state: str, wall_time_ms: int, detail: str = ""
 ) -> dict[str, Any]:
-    """Return a source status event (``connected``, ``reconnecting``, ``lost``...)."""
+    """Return a source status event (``connected``, ``reconnecting``, ``lost``...).
+
+    ``wall_time_ms`` is Unix time in ms: outages happen in wall-clock time,
+    while face events carry the stream's own ``timestamp_ms``.
+    """
     return {
         "event": "status",
         "source": source_id,
-        "timestamp_ms": timestamp_ms,
+        "wall_time_ms": wall_time_ms,
         "state": state,
         "detail": detail,
     }
@@ -107,6 +127,7 @@ _CSV_COLUMNS = [
     "liveness",
     "blinks",
     "flags",
+    "frame_flags",
     "state",
 ]
 
@@ -123,6 +144,7 @@ def event_to_row(event: dict[str, Any]) -> dict[str, Any]:
         f"{e['feature']} {e['value']}" for e in event.get("evidence") or []
     )
     row["flags"] = ";".join(event.get("flags") or [])
+    row["frame_flags"] = ";".join(event.get("frame_flags") or [])
     return row
 
 

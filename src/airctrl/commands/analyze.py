@@ -15,7 +15,7 @@ from airctrl.config import Settings, with_overrides
 from airctrl.decode import read_image, sniff_kind
 from airctrl.errors import AirctrlError
 from airctrl.pipeline import FrameResult, Pipeline
-from airctrl.sinks import event_to_row
+from airctrl.sinks import event_to_row, events_from_frame
 from airctrl.types import Frame
 
 __all__ = ["analyze_paths", "register"]
@@ -53,7 +53,27 @@ def register(subparsers: Any) -> None:
 #: Other files are read only if their content is media. Content, never the
 #: ending, decides how a file is decoded.
 MEDIA_SUFFIXES = frozenset(
-    [".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif", ".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg"]
+    [
+        ".jpg",
+        ".jpeg",
+        ".png",
+        ".bmp",
+        ".gif",
+        ".webp",
+        ".tif",
+        ".tiff",
+        ".heic",
+        ".heif",
+        ".avif",
+        ".mp4",
+        ".mov",
+        ".m4v",
+        ".avi",
+        ".mkv",
+        ".webm",
+        ".mpg",
+        ".mpeg",
+    ]
 )
 
 
@@ -82,14 +102,7 @@ def _analyse_image(path: Path, pipeline: Pipeline) -> dict[str, Any]:
     decoded = read_image(path)
     frame = Frame(decoded.image, 0, 0, source_id=str(path), warnings=decoded.warnings)
     result = pipeline.process(frame)
-    return {
-        "path": str(path),
-        "kind": "image",
-        "width": result.width,
-        "height": result.height,
-        "faces": [face.to_dict() for face in result.faces],
-        "flags": list(result.flags),
-    }
+    return {"path": str(path), "kind": "image", **result.to_dict()}
 
 
 def _analyse_video(
@@ -168,23 +181,9 @@ def analyze_paths(
 
 
 def _events(result: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    if result["kind"] == "image":
-        frame = {"source": result["path"], "frame": 0, "timestamp_ms": 0}
-        if not result["faces"]:
-            yield {"event": "no_face", **frame, "flags": result["flags"]}
-        for face in result["faces"]:
-            yield {"event": "face", **frame, **face}
-    else:
-        for frame in result["frames"]:
-            base = {
-                "source": result["path"],
-                "frame": frame["frame"],
-                "timestamp_ms": frame["timestamp_ms"],
-            }
-            if not frame["faces"]:
-                yield {"event": "no_face", **base, "flags": frame["flags"]}
-            for face in frame["faces"]:
-                yield {"event": "face", **base, **face}
+    frames = result["frames"] if result["kind"] == "video" else [result]
+    for frame in frames:
+        yield from events_from_frame(frame)
 
 
 def handle(args: argparse.Namespace, settings: Settings) -> int:
