@@ -75,3 +75,26 @@ def test_image_mode_numbers_faces_by_position_in_frame(
 
     assert [[f.face_id for f in r.faces] for r in results] == [[0], [0]]
     assert results[0].faces[0].emotion == results[1].faces[0].emotion
+
+
+@pytest.mark.parametrize("refine", [True, False], ids=["refined", "one-pass"])
+def test_refine_stills_switches_the_second_view(
+    model_path: Path, happy_face_rgb: np.ndarray, refine: bool
+) -> None:
+    from airctrl.config import DetectionSettings
+    from airctrl.landmarks import LandmarkDetector
+
+    settings = Settings(detection=DetectionSettings(refine_stills=refine))
+    with Pipeline(settings, mode="image", model_path=model_path) as pipeline:
+        face = pipeline.process(Frame(happy_face_rgb, 0, 0)).faces[0]
+    with LandmarkDetector(model_path, mode="image") as detector:
+        one_pass = detector.detect(Frame(happy_face_rgb, 0, 0)).faces[0]
+    one_pass_smile = one_pass.blendshapes["mouthSmileLeft"]
+
+    evidence = dict(face.emotion.evidence)
+    assert face.emotion.label == "happy"
+    assert ("lip-corner pull" in evidence) is True
+    same = evidence["lip-corner pull"] == pytest.approx(
+        (one_pass_smile + one_pass.blendshapes["mouthSmileRight"]) / 2, abs=1e-3
+    )
+    assert same is (not refine)

@@ -87,6 +87,9 @@ class DetectionSettings(_Section):
     min_image_side: int = Field(default=32, ge=8)
     pad_retry: bool = True
     tile_retry: bool = True
+    #: Stills only: a second landmarker pass on the padded photo, averaged with the
+    #: first (the emotion parameters are fitted that way; costs one more pass).
+    refine_stills: bool = True
 
 
 class EmotionSettings(_Section):

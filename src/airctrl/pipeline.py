@@ -253,7 +253,11 @@ class Pipeline:
 
         if self.mode == "image":
             faces = []
-            views = with_padded_view(self._detector, frame, detection.faces)
+            views = (
+                with_padded_view(self._detector, frame, detection.faces)
+                if self.settings.detection.refine_stills
+                else detection.faces
+            )
             for index, face in enumerate(views):
                 estimate = gate_quality(
                     self._classifier.classify(extract_features(face), face=face),
