@@ -7,8 +7,6 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
-
 from airctrl.types import FaceLandmarks
 
 __all__ = ["LivenessMonitor", "LivenessState"]
@@ -99,7 +97,14 @@ class LivenessMonitor:
         return min(left, right)
 
     def _open_level(self) -> float:
-        return float(np.percentile([s for _, s in self._scores], OPEN_LEVEL_PERCENTILE))
+        # The same linear-interpolation percentile as numpy's default, on a sorted
+        # list: a few hundred floats per frame, where numpy's array set-up would
+        # cost more than the sort.
+        ordered = sorted(score for _, score in self._scores)
+        position = (len(ordered) - 1) * OPEN_LEVEL_PERCENTILE / 100.0
+        low = int(position)
+        high = min(low + 1, len(ordered) - 1)
+        return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
     def update(self, face: FaceLandmarks, timestamp_ms: int) -> LivenessState:
         """Fold in one frame of this track and return the verdict so far."""
