@@ -193,3 +193,21 @@ def test_camera_waits_for_consent(page: Page, server: str) -> None:
 
     assert page.is_visible("#consent")
     assert page.evaluate("window.__cameraCalls") == 0
+
+
+def test_api_docs_page_renders_the_operations(page: Page, server: str) -> None:
+    page.goto(server + "/docs")
+
+    try:
+        page.wait_for_selector(".opblock-summary-path", timeout=20_000)
+    except PlaywrightTimeoutError:
+        pytest.fail(
+            "Swagger UI rendered no operation: "
+            + (page.text_content("body") or "")[:300]
+        )
+    paths = page.eval_on_selector_all(
+        ".opblock-summary-path", "els => els.map(e => e.textContent)"
+    )
+
+    assert any("/v1/detect" in p for p in paths)
+    assert "Unable to render" not in (page.text_content("body") or "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -15,17 +16,28 @@ __all__ = ["WEB_DIR", "mount_web"]
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
+def _swagger_ui_dir() -> Path:
+    """Folder of the Swagger UI files inside the swagger-ui-py package.
+
+    Located without importing the package, whose adapters pull in web frameworks
+    we do not use.
+    """
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("swagger-ui-py is not installed; reinstall airctrl")
+    return Path(next(iter(spec.submodule_search_locations))) / "static"
+
+
 def mount_web(app: FastAPI) -> None:
     """Add ``/``, ``/static/*``, ``/web-config.json`` and ``/docs`` (no auth).
 
-    The OpenAPI page's script and style come from the ``swagger-ui-bundle``
-    package, served under ``/docs-assets``, so ``/docs`` works offline.
+    The OpenAPI page's script and style come from the ``swagger-ui-py``
+    package (Swagger UI 5, which reads the OpenAPI 3.1 documents FastAPI
+    writes), served under ``/docs-assets``, so ``/docs`` works offline.
     """
-    from swagger_ui_bundle import swagger_ui_path
-
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     app.mount(
-        "/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets"
+        "/docs-assets", StaticFiles(directory=_swagger_ui_dir()), name="docs-assets"
     )
 
     @app.get("/docs", include_in_schema=False)
