@@ -340,7 +340,25 @@ def test_declared_oversize_body_is_refused_with_413(
     )
 
     assert response.status_code == 413
-    assert "limit" in response.json()["detail"]
+    assert response.json()["detail"] == "upload too large: limit is 50000 bytes"
+
+
+def test_refused_upload_is_counted_under_its_route(
+    small_limit_client: TestClient,
+) -> None:
+    from airctrl.metrics import REGISTRY
+
+    labels = {"method": "POST", "route": "/v1/detect", "status": "413"}
+    before = REGISTRY.get_sample_value("airctrl_http_requests_total", labels) or 0.0
+
+    small_limit_client.post(
+        "/v1/detect",
+        content=b"0" * 200_000,
+        headers={**KEY, "Content-Type": "image/jpeg"},
+    )
+
+    after = REGISTRY.get_sample_value("airctrl_http_requests_total", labels) or 0.0
+    assert after - before == 1
 
 
 def test_chunked_oversize_body_is_cut_off_with_413(

@@ -101,6 +101,11 @@ def _read_kiosk_key(path: Path | None) -> str | None:
     return key
 
 
+#: Routes whose bodies the size limit guards; metrics name them even when a
+#: request is refused before routing.
+UPLOAD_ROUTES = frozenset({"/v1/detect", "/v1/detect/batch"})
+
+
 class BodyLimitMiddleware:
     """Refuse request bodies over a per-route limit without reading them whole.
 
@@ -113,10 +118,12 @@ class BodyLimitMiddleware:
     def __init__(
         self,
         app: ASGIApp,
-        limit_for: Callable[[str], int],
+        limit_for: Callable[[str], tuple[int, int]],
         timeout_seconds: float = 30.0,
     ) -> None:
         self.app = app
+        #: path -> (bytes accepted on the wire, limit stated to the client); the
+        #: first allows for multipart framing around the file the second limits.
         self.limit_for = limit_for
         self.timeout_seconds = timeout_seconds
 
@@ -124,7 +131,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit_for(scope["path"])
+        limit, stated = self.limit_for(scope["path"])
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
@@ -137,7 +144,7 @@ class BodyLimitMiddleware:
                     )
                     return
                 if declared > limit:
-                    await _too_large(limit)(scope, receive, send)
+                    await _too_large(stated)(scope, receive, send)
                     return
 
         received = 0
@@ -158,7 +165,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise PayloadTooLargeError(_too_large_text(limit))
+                    raise PayloadTooLargeError(_too_large_text(stated))
             return message
 
         await self.app(scope, limited_receive, send)
@@ -197,7 +204,12 @@ class HttpMetricsMiddleware:
             await self.app(scope, receive, send_and_watch)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            # Requests refused before routing (413 on a declared size) still
+            # belong to their route, not to "unmatched".
+            path = scope.get("path", "")
+            template = getattr(route, "path", None) or (
+                path if path in UPLOAD_ROUTES else "unmatched"
+            )
             if template.startswith("/static"):
                 template = "/static"
             record_http_request(
@@ -285,12 +297,12 @@ def create_app(
         server.max_upload_bytes * server.max_batch_items + MULTIPART_OVERHEAD_BYTES
     )
 
-    def limit_for(path: str) -> int:
+    def limit_for(path: str) -> tuple[int, int]:
         if path == "/v1/detect":
-            return detect_limit
+            return detect_limit, server.max_upload_bytes
         if path == "/v1/detect/batch":
-            return batch_limit
-        return SMALL_BODY_BYTES
+            return batch_limit, server.max_upload_bytes * server.max_batch_items
+        return SMALL_BODY_BYTES, SMALL_BODY_BYTES
 
     app.add_middleware(
         BodyLimitMiddleware,
