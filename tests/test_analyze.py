@@ -149,3 +149,35 @@ def test_analyze_line_formats_keep_frame_flags(
     assert code == 0
     assert len(flags) == 2
     assert all("max_faces_reached" in f for f in flags)
+
+
+def test_analyze_empty_folder_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notes.txt").write_text("nothing to see")
+
+    code, data, err = analyze(capsys, str(tmp_path))
+
+    assert code == 2
+    assert data["results"] == []
+    assert (
+        err.strip() == f"airctrl: error: {tmp_path}: no images or videos in this folder"
+    )
+
+
+def test_analyze_damaged_video_is_one_line_without_native_noise(
+    tmp_path: Path, sample_path: Callable[[str], Path]
+) -> None:
+    import subprocess
+    import sys
+
+    damaged = tmp_path / "cut.mp4"
+    damaged.write_bytes(sample_path("single_face.mp4").read_bytes()[:100_000])
+
+    done = subprocess.run([sys.executable, "-m", "airctrl.cli", "analyze", "--no-progress", str(damaged)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"airctrl: error: {damaged}: cannot open the video (damaged, truncated, or a codec FFmpeg cannot read)"
+    ]

@@ -263,7 +263,8 @@ class VideoFileSource(FrameSource):
         if not capture.isOpened():
             capture.release()
             raise SourceError(
-                f"{self.path.name}: cannot open the video (unknown codec?)"
+                f"{self.path}: cannot open the video (damaged, truncated, or a codec "
+                "FFmpeg cannot read)"
             )
         meta = round(float(capture.get(cv2.CAP_PROP_ORIENTATION_META) or 0)) % 360
         auto = capture.get(cv2.CAP_PROP_ORIENTATION_AUTO)
@@ -374,7 +375,7 @@ class FolderSource(FrameSource):
     ignored. ``skipped`` lists (file name, reason) pairs.
 
     Limitation: video files inside the folder are skipped, not analysed; pass
-    them as their own source.
+    them as their own ``--source`` (``airctrl analyze`` on a folder reads both).
     """
 
     kind = "folder"
@@ -419,7 +420,7 @@ class FolderSource(FrameSource):
                 self._set_status("stopped")
                 return
             if sniff_kind(entry) == "video":
-                self._skip(entry, "video files are analysed as their own source")
+                self._skip(entry, "a video; give it as its own --source")
                 continue
             try:
                 decoded = read_image(entry)
@@ -636,7 +637,11 @@ class _LiveSource(FrameSource):
         try:
             self._set_status("connecting")
             if not self._connect() and not self.stop_event.is_set():
-                self._outage("could not open")  # the loop below reconnects
+                # The loop below reconnects: a camera plugged in late, or a
+                # stream server still starting, is picked up when it appears.
+                self._outage(
+                    "could not be opened (not found or busy); retrying until stopped"
+                )
             while not self.stop_event.is_set():
                 worker = self._worker
                 if worker is None:

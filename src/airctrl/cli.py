@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,6 +21,13 @@ from airctrl.errors import AirctrlError
 __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 
 logger = logging.getLogger(__name__)
+
+# OpenCV and its FFmpeg print warnings straight to stderr ("moov atom not
+# found", "[ WARN:0] ..."), around the one-line errors the CLI promises; every
+# failure they signal reaches the user as our own message instead. Set before
+# any subcommand module imports cv2. FFmpeg: -8 is AV_LOG_QUIET.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "FATAL")
 
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (

@@ -134,7 +134,11 @@ def analyze_paths(
     """Analyse every path (folders expanded); return results and per-path errors."""
     files = list(_expand(paths))
     results: list[dict[str, Any]] = []
-    errors: list[dict[str, str]] = []
+    errors: list[dict[str, str]] = [
+        {"path": str(path), "error": f"{path}: no images or videos in this folder"}
+        for path in paths
+        if path.is_dir() and not any(f.is_relative_to(path) for f in files)
+    ]
     image_pipeline: Pipeline | None = None
     video_pipeline: Pipeline | None = None
 
