@@ -249,6 +249,19 @@ def xvfb_display() -> Iterator[str]:
         process.wait(timeout=10)
 
 
+def hud_pixels(screen: np.ndarray) -> tuple[int, int]:
+    """Count pixels in any emotion colour (box, label, bar) and status-panel pixels."""
+    from airctrl.overlay import EMOTION_COLORS_BGR
+
+    signed = screen.astype(int)
+    box = sum(
+        int(np.all(np.abs(signed - list(colour)) <= 6, axis=2).sum())
+        for colour in EMOTION_COLORS_BGR.values()
+    )
+    panel = int(np.all(screen == [30, 30, 30], axis=2).sum())
+    return box, panel
+
+
 def test_run_window_under_xvfb_shows_the_hud(
     tmp_path: Path, sample_path: Callable[[str], Path], xvfb_display: str
 ) -> None:
@@ -257,31 +270,20 @@ def test_run_window_under_xvfb_shows_the_hud(
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    time.sleep(8.0)
     shot = tmp_path / "screen.png"
-    subprocess.run(
-        [
-            shutil.which("import") or "import",
-            "-display",
-            xvfb_display,
-            "-window",
-            "root",
-            str(shot),
-        ],
-        check=True,
-        timeout=30,
-    )
+    grab = [shutil.which("import") or "import", "-display", xvfb_display,
+            "-window", "root", str(shot)]  # fmt: skip
+    # The window appears once the model is loaded; on a busy machine that takes
+    # a while, so look again until the HUD shows or a generous deadline passes.
+    box_pixels = panel_pixels = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (box_pixels <= 300 or panel_pixels <= 500):
+        time.sleep(2.0)
+        subprocess.run(grab, check=True, timeout=30)
+        box_pixels, panel_pixels = hud_pixels(cv2.imread(str(shot)))
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
 
-    screen = cv2.imread(str(shot))
-    # The HUD draws the face box and label in the emotion colour: happy is
-    # (60, 200, 60) and neutral (200, 200, 200) in BGR; the status panel is
-    # (30, 30, 30). Require a visible amount of box colour and the panel.
-    box_pixels = int(
-        np.all(np.abs(screen.astype(int) - [60, 200, 60]) <= 8, axis=2).sum()
-    ) + int(np.all(np.abs(screen.astype(int) - [200, 200, 200]) <= 3, axis=2).sum())
-    panel_pixels = int(np.all(screen == [30, 30, 30], axis=2).sum())
     assert process.returncode == 0, err
     assert box_pixels > 300
     assert panel_pixels > 500
