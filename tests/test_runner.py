@@ -10,8 +10,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
@@ -152,7 +153,7 @@ class ScriptedCamera:
         self.reads = 0
         self.image = np.full((120, 160, 3), 90, dtype=np.uint8)
 
-    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+    def isOpened(self) -> bool:
         return True
 
     def read(self) -> tuple[bool, Any]:
@@ -282,7 +283,7 @@ def test_run_window_under_xvfb_shows_the_hud(
         subprocess.run(grab, check=True, timeout=30)
         box_pixels, panel_pixels = hud_pixels(cv2.imread(str(shot)))
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=30)
+    _, err = process.communicate(timeout=30)
 
     assert process.returncode == 0, err
     assert box_pixels > 300

@@ -26,9 +26,9 @@ __all__ = [
     "MODEL_NAME",
     "SAMPLE_MEDIA",
     "default_cache_dir",
+    "fetch_all",
     "resolve_model",
     "resolve_sample",
-    "fetch_all",
 ]
 
 logger = logging.getLogger(__name__)

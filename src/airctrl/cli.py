@@ -12,13 +12,14 @@ import importlib
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from airctrl.config import Settings, load_settings
 from airctrl.errors import AirctrlError
 
-__all__ = ["main", "build_parser", "COMMAND_MODULES"]
+__all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
 logger = logging.getLogger(__name__)
 

@@ -7,11 +7,11 @@ __all__ = [
     "AssetError",
     "ConfigError",
     "DecodeError",
-    "UnsupportedMediaError",
     "EmptyInputError",
     "ImageTooSmallError",
     "SourceError",
     "SourceLostError",
+    "UnsupportedMediaError",
 ]
 
 

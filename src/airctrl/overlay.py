@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from airctrl.pipeline import FaceResult, FrameResult
 
-__all__ = ["HudRenderer", "HudStatus", "LightModeSwitch", "EMOTION_COLORS_BGR"]
+__all__ = ["EMOTION_COLORS_BGR", "HudRenderer", "HudStatus", "LightModeSwitch"]
 
 #: One colour per emotion (BGR, as OpenCV draws).
 EMOTION_COLORS_BGR: dict[str, tuple[int, int, int]] = {

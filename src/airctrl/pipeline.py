@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from airctrl.assets import resolve_model
 from airctrl.baseline import NeutralBaseline
@@ -24,7 +24,7 @@ from airctrl.smoothing import EmotionSmoother
 from airctrl.tracking import FaceTracker
 from airctrl.types import EMOTIONS, BoundingBox, EmotionEstimate, Frame, HeadPose
 
-__all__ = ["FaceResult", "FrameResult", "Pipeline", "gate_quality", "QUALITY_SHRINK"]
+__all__ = ["QUALITY_SHRINK", "FaceResult", "FrameResult", "Pipeline", "gate_quality"]
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ class Pipeline:
         self._tracker = self._new_tracker()
         self._tracks: dict[int, _TrackState] = {}
 
-    def __enter__(self) -> Pipeline:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

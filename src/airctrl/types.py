@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 import numpy.typing as npt
@@ -11,11 +11,11 @@ import numpy.typing as npt
 __all__ = [
     "EMOTIONS",
     "BoundingBox",
-    "HeadPose",
-    "Frame",
-    "FaceLandmarks",
     "Detection",
     "EmotionEstimate",
+    "FaceLandmarks",
+    "Frame",
+    "HeadPose",
 ]
 
 #: The classes every prediction carries a probability for, in a fixed order.
