@@ -70,7 +70,6 @@ __all__ = [
     "record_frame",
     "record_http_request",
     "record_skip",
-    "reset_source_state",
     "set_camera_state",
     "set_light_hud",
     "source_label",
@@ -421,18 +420,6 @@ def set_camera_state(source: str, state: CameraState) -> None:
         logger.info("metrics: source %s outage recorded (%s)", label, state)
     elif previous in _OUTAGE_STATES and state == "connected":
         SOURCE_RECONNECTS.labels(label).inc()
-
-
-def reset_source_state(source: str | None = None) -> None:
-    """Forget the remembered face time, FPS window and state of one or all sources.
-
-    Counters keep their values (Prometheus counters never go down).
-    """
-    with _lock:
-        if source is None:
-            _sources.clear()
-        else:
-            _sources.pop(source_label(source), None)
 
 
 def start_metrics_server(port: int, host: str = "127.0.0.1") -> WSGIServer:
