@@ -1,4 +1,4 @@
-"""Frame sources: cameras, streams, video files, images and folders -> upright RGB Frames.
+"""Frame sources: cameras, streams, video files, images, folders -> upright RGB Frames.
 
 Every source yields :class:`airctrl.types.Frame` values whose ``timestamp_ms``
 is strictly increasing, whatever the container or device reports. Nothing
@@ -247,7 +247,6 @@ class VideoFileSource(FrameSource):
         )
         self.loop = loop
         self.frames_read = 0
-        self.timestamps_adjusted = 0
         self._capture: Any = None
         self.rotation_deg = 0
         self.fps = 0.0
@@ -315,7 +314,6 @@ class VideoFileSource(FrameSource):
                     )
                 self._set_status("connected")
                 stamp = stamps.next(offset_ms + self._frame_time_ms(self.frames_read))
-                self.timestamps_adjusted = stamps.adjusted
                 frame = Frame(
                     np.ascontiguousarray(rgb), stamp, self.frames_read, self.source_id
                 )
@@ -468,7 +466,8 @@ class _CaptureWorker:
                     getattr(capture, "isOpened", lambda: True)()
                 )
                 self._results.put(("open", opened))
-            except Exception as exc:  # noqa: BLE001 - the factory's failure is reported, not raised
+            except Exception as exc:  # noqa: BLE001
+                # The factory's failure is reported to the caller, not raised.
                 self._results.put(("open", exc))
                 return
             while not self._abandoned.is_set():
@@ -477,7 +476,8 @@ class _CaptureWorker:
                     break
                 try:
                     result: Any = capture.read()
-                except Exception as exc:  # noqa: BLE001 - a read failure is an outage, not a crash
+                except Exception as exc:  # noqa: BLE001
+                    # A read failure is an outage, not a crash.
                     result = exc
                 if self._abandoned.is_set():
                     break
@@ -505,7 +505,7 @@ class _CaptureWorker:
     def wait_open(
         self, timeout_s: float, stop_event: threading.Event
     ) -> bool | Exception | None:
-        """Return True/False (opened or not), the factory's exception, or None on timeout."""
+        """Return whether it opened, the factory's exception, or None on timeout."""
         answer = self._wait(timeout_s, stop_event)
         if answer is None:
             return None
@@ -556,7 +556,7 @@ class _LiveSource(FrameSource):
         raise NotImplementedError
 
     def backoff_seconds(self, attempt: int) -> float:
-        """Wait before reconnect attempt ``attempt`` (0-based): doubling, capped, jittered.
+        """Return the wait before reconnect ``attempt`` (0-based), in seconds.
 
         ``reconnect_initial_seconds * 2**attempt``, capped at
         ``reconnect_max_seconds``, then multiplied by a random factor in
@@ -600,7 +600,7 @@ class _LiveSource(FrameSource):
         self._set_status("lost")
 
     def _reconnect(self) -> bool:
-        """Retry with backoff until connected (True) or stopped/out of attempts (False)."""
+        """Retry with backoff; True once connected, False if stopped or out of tries."""
         attempt = 0
         limit = self.settings.max_reconnect_attempts
         while not self.stop_event.is_set():
@@ -626,9 +626,12 @@ class _LiveSource(FrameSource):
     def frames(self) -> Iterator[Frame]:
         """Yield fresh frames; survive outages by reconnecting (see the module doc).
 
+        A first open that fails is an outage like any other: it is logged as a
+        warning and retried with backoff, so a camera plugged in late is found.
+
         Raises:
-            SourceLostError: the first connection or ``max_reconnect_attempts``
-                reconnects failed.
+            SourceLostError: ``max_reconnect_attempts`` reconnects in a row
+                failed (including those after a failed first open).
         """
         stamps = _Timestamps()
         previous: npt.NDArray[np.uint8] | None = None
@@ -786,7 +789,8 @@ class StreamSource(_LiveSource):
         scheme = urlsplit(url).scheme.lower()
         if scheme not in STREAM_SCHEMES:
             raise ValueError(
-                f"url: expected one of {', '.join(sorted(STREAM_SCHEMES))} URLs, got {scheme!r}"
+                f"url: expected one of {', '.join(sorted(STREAM_SCHEMES))} URLs, "
+                f"got {scheme!r}"
             )
         settings = settings or SourceSettings(source=url)
         super().__init__(
