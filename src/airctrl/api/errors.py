@@ -23,6 +23,7 @@ __all__ = [
     "UploadTimeoutError",
     "error_response",
     "install_error_handlers",
+    "short_detail",
 ]
 
 logger = logging.getLogger(__name__)
@@ -55,10 +56,15 @@ class ServiceBusyError(AirctrlError):
     http_status = 503
 
 
+def short_detail(text: str) -> str:
+    """Return the first line of ``text``, cut to MAX_DETAIL_CHARS ("error" if empty)."""
+    first = (text.strip().splitlines() or ["error"])[0]
+    return first[:MAX_DETAIL_CHARS]
+
+
 def error_response(status: int, detail: str) -> JSONResponse:
     """Return ``{"detail": detail}`` with ``status``; the reason cut to one line."""
-    first = (detail.strip().splitlines() or ["error"])[0]
-    return JSONResponse({"detail": first[:MAX_DETAIL_CHARS]}, status_code=status)
+    return JSONResponse({"detail": short_detail(detail)}, status_code=status)
 
 
 def _airctrl_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -12,7 +12,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from airctrl.api.app import ServiceState
-from airctrl.api.errors import BadRequestError, PayloadTooLargeError, ServiceBusyError
+from airctrl.api.errors import (
+    BadRequestError,
+    PayloadTooLargeError,
+    ServiceBusyError,
+    short_detail,
+)
 from airctrl.api.schemas import (
     BatchItem,
     BatchResponse,
@@ -294,7 +299,7 @@ async def detect_batch(request: Request) -> BatchResponse:
                         index=index,
                         filename=name,
                         status=status,
-                        error=str(exc).splitlines()[0][:300],
+                        error=short_detail(str(exc)),
                     )
                 )
                 continue

@@ -48,6 +48,7 @@ from starlette.websockets import WebSocketState
 
 from airctrl.api.app import ServiceState
 from airctrl.api.auth import AuthError
+from airctrl.api.errors import short_detail
 from airctrl.api.schemas import face_to_schema
 from airctrl.decode import decode_image
 from airctrl.errors import AirctrlError
@@ -265,7 +266,7 @@ async def _process_loop(session: _Session) -> None:
                 {
                     "type": "error",
                     "frame": item.index,
-                    "detail": (str(exc).splitlines() or ["error"])[0][:300],
+                    "detail": short_detail(str(exc)),
                 },
             )
             continue
