@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from apiserver import free_port
 from compose_spec import PyCompose
 
 from airctrl.config import Settings, load_settings
@@ -521,12 +521,6 @@ def test_systemd_unit_verifies_and_restarts_on_failure(tmp_path: Path) -> None:
 # --- gunicorn -------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _get(url: str) -> tuple[int, str]:
     with urllib.request.urlopen(url, timeout=10) as reply:
         return reply.status, reply.read().decode()
@@ -543,7 +537,7 @@ def gunicorn_api(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[b
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     (metrics_dir / "counter_999999.db").write_bytes(b"stale")  # must be cleared
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "AIRCTRL_CONFIG": str(config),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import get_args
 
 import pytest
+from apiserver import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 from airctrl import metrics
@@ -301,15 +301,9 @@ def test_every_metric_shares_the_prefix_and_counters_end_in_total() -> None:
     assert "airctrl_fps" in names and "airctrl_frame_processing_seconds_bucket" in names
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_metrics_server_serves_the_registry_over_http(source: str) -> None:
     metrics.record_frame(source, _frame(source, 0, (_face(),)))
-    port = _free_port()
+    port = free_port()
     server = metrics.start_metrics_server(port)
     try:
         with urllib.request.urlopen(
@@ -426,7 +420,7 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
 def test_run_reports_stream_outage_reconnects_and_keeps_writing_events(
     tmp_path: Path, sample_path: Callable[[str], Path]
 ) -> None:
-    stream_port, metrics_port = _free_port(), _free_port()
+    stream_port, metrics_port = free_port(), free_port()
     config = tmp_path / "config.yaml"
     config.write_text(
         textwrap.dedent(
