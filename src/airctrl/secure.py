@@ -240,15 +240,15 @@ def read_lines(path: Path, cipher: LineCipher) -> Iterator[str]:
                     continue
                 if not token.startswith(_TOKEN_PREFIX):
                     raise DecryptionError(
-                        f"{path.name}: line {number} is not an encrypted airctrl record "
-                        "(is the file encrypted?)"
+                        f"{path.name}: line {number} is not an encrypted airctrl "
+                        "record (is the file encrypted?)"
                     )
                 try:
                     yield cipher.decrypt_line(token)
                 except InvalidToken:
                     raise DecryptionError(
-                        f"{path.name}: line {number} does not decrypt with the given key "
-                        "(wrong key, or the file is damaged)"
+                        f"{path.name}: line {number} does not decrypt with the given "
+                        "key (wrong key, or the file is damaged)"
                     ) from None
         except (gzip.BadGzipFile, EOFError):
             raise DecryptionError(f"{path.name}: compressed file is damaged") from None

@@ -25,7 +25,9 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "decrypt",
         help="print an encrypted events/log file (also .gz) as plain text",
-        description=f"Decrypt FILE with --key-file, ${KEY_ENV_VAR}, or the settings' key file.",
+        description=(
+            f"Decrypt FILE with --key-file, ${KEY_ENV_VAR}, or the settings' key file."
+        ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("file", type=Path, nargs="?", help="encrypted file to read")
@@ -33,7 +35,10 @@ def register(subparsers: Any) -> None:
         "--key-file",
         type=Path,
         default=None,
-        help=f"key file (default: ${KEY_ENV_VAR}, then logging/output.encryption_key_file)",
+        help=(
+            f"key file (default: ${KEY_ENV_VAR}, "
+            "then logging/output.encryption_key_file)"
+        ),
     )
     parser.add_argument(
         "--output",
