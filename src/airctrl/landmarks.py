@@ -229,7 +229,8 @@ class LandmarkDetector:
         self._last_timestamp_ms = -1
 
     def _create(self) -> Any:
-        import mediapipe as mp  # noqa: F401  (imported here so only this module needs it)
+        # Imported here so only this module needs MediaPipe.
+        import mediapipe as mp  # noqa: F401
         from mediapipe.tasks import python as mp_tasks
         from mediapipe.tasks.python import vision
 
@@ -446,13 +447,15 @@ class LandmarkDetector:
 
         smallest = min((f.box.width for f in candidates), default=0)
         wants_tiles = not candidates or smallest < SMALL_FACE_SHARE * long_side
+        # Tiles and confirmation both look at the full-size image: brighten it once.
+        full = brighten(image) if dark else image
         if self.options.tile_retry and wants_tiles and long_side >= 2 * MIN_TILE_SIDE:
-            tiled, complete = self._detect_tiled(brighten(image) if dark else image)
+            tiled, complete = self._detect_tiled(full)
             candidates.extend(tiled)
             if not complete:
                 flags.append(FLAG_SMALL_FACES)
 
-        faces = self._confirm(brighten(image) if dark else image, candidates)
+        faces = self._confirm(full, candidates)
         if not faces and scale > 1.0 and FLAG_SMALL_FACES not in flags:
             flags.append(FLAG_SMALL_FACES)
         return faces
@@ -505,7 +508,7 @@ class LandmarkDetector:
     def _verify(
         self, image: npt.NDArray[np.uint8], face: FaceLandmarks
     ) -> tuple[FaceLandmarks | None, float]:
-        """Re-run on a crop centred on ``face``; return the matching face and its IoU."""
+        """Re-run on a crop centred on ``face``; return the best match and its IoU."""
         height, width = image.shape[:2]
         box = face.box
         side = max(16, round(max(box.width, box.height) * VERIFY_CONTEXT))
@@ -571,10 +574,7 @@ def apparent_yaw_deg(points: npt.NDArray[np.float32], width: int, height: int) -
 
 def is_low_light(image: npt.NDArray[np.uint8]) -> bool:
     """True when the mean luma of ``image`` (HxWx3 RGB) is under LOW_LIGHT_MEAN_LUMA."""
-    # About 64 samples along the long side estimate a mean to well under one
-    # grey level, at a fraction of the cost of a per-frame full-size pass.
-    step = max(1, max(image.shape[:2]) // 64)
-    sample = image[::step, ::step].astype(np.float32)
+    sample = _sample(image).astype(np.float32)
     luma = sample @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     return float(luma.mean()) < LOW_LIGHT_MEAN_LUMA
 
@@ -584,10 +584,7 @@ def brighten(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
 
     The gain is between 1 and :data:`MAX_BRIGHTEN_GAIN`; colours keep their ratios.
     """
-    # About 64 samples along the long side estimate a mean to well under one
-    # grey level, at a fraction of the cost of a per-frame full-size pass.
-    step = max(1, max(image.shape[:2]) // 64)
-    top = float(np.percentile(image[::step, ::step], 99))
+    top = float(np.percentile(_sample(image), 99))
     gain = min(MAX_BRIGHTEN_GAIN, BRIGHTEN_TARGET / max(top, 1.0))
     if gain <= 1.0:
         return image
@@ -623,7 +620,7 @@ def tile_origins(width: int, height: int, side: int) -> list[tuple[int, int]]:
 def _downscale(
     image: npt.NDArray[np.uint8], max_side: int
 ) -> tuple[npt.NDArray[np.uint8], float]:
-    """Return ``image`` shrunk so its long side is at most ``max_side``, and the factor."""
+    """Return ``image`` shrunk to a long side of at most ``max_side``, and the scale."""
     height, width = image.shape[:2]
     long_side = max(height, width)
     if long_side <= max_side:
@@ -649,8 +646,17 @@ def _crop_padded(
 
 def _is_flat(crop: npt.NDArray[np.uint8]) -> bool:
     """True when ``crop`` has too little texture to hold a face (see FLAT_TILE_STD)."""
-    step = max(1, max(crop.shape[:2]) // 64)
-    return float(crop[::step, ::step, 1].std()) < FLAT_TILE_STD
+    return float(_sample(crop)[:, :, 1].std()) < FLAT_TILE_STD
+
+
+def _sample(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """Return a strided view of ``image`` with about 64 pixels along its long side.
+
+    Enough to estimate brightness and texture statistics to well under one grey
+    level, at a fraction of the cost of a full-size pass on every frame.
+    """
+    step = max(1, max(image.shape[:2]) // 64)
+    return image[::step, ::step]
 
 
 def _same_face(a: BoundingBox, b: BoundingBox) -> bool:
