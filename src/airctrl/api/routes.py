@@ -170,6 +170,9 @@ async def _read_single_upload(request: Request, limit: int) -> bytes:
     return data
 
 
+#: OpenAPI schema of one file's bytes.
+_BINARY = {"type": "string", "format": "binary"}
+
 _UPLOAD_BODY = {
     "requestBody": {
         "required": True,
@@ -178,14 +181,12 @@ _UPLOAD_BODY = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
-                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "properties": {"file": _BINARY},
                 }
             },
-            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-            "image/png": {"schema": {"type": "string", "format": "binary"}},
-            "application/octet-stream": {
-                "schema": {"type": "string", "format": "binary"}
-            },
+            "image/jpeg": {"schema": _BINARY},
+            "image/png": {"schema": _BINARY},
+            "application/octet-stream": {"schema": _BINARY},
         },
     }
 }
@@ -198,12 +199,7 @@ _BATCH_BODY = {
                 "schema": {
                     "type": "object",
                     "required": ["files"],
-                    "properties": {
-                        "files": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                        }
-                    },
+                    "properties": {"files": {"type": "array", "items": _BINARY}},
                 }
             }
         },
