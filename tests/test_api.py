@@ -643,12 +643,10 @@ def test_metrics_count_http_requests_by_route_template(client: TestClient) -> No
     assert "metrics-probe" not in text
 
 
-def test_readyz_is_503_when_the_store_is_unreachable(
-    tmp_path: Path, model_path: Path
-) -> None:
+def _settings_with_unreachable_redis() -> Settings:
     from apiserver import free_port
 
-    settings = Settings.model_validate(
+    return Settings.model_validate(
         {
             "server": {"api_keys": [api_key_hash()]},
             "storage": {
@@ -657,6 +655,10 @@ def test_readyz_is_503_when_the_store_is_unreachable(
             },
         }
     )
+
+
+def test_readyz_is_503_when_the_store_is_unreachable(model_path: Path) -> None:
+    settings = _settings_with_unreachable_redis()
     with TestClient(create_app(settings, model_path=model_path)) as test_client:
         response = test_client.get("/readyz")
 
@@ -668,20 +670,8 @@ def test_readyz_is_503_when_the_store_is_unreachable(
     }
 
 
-def test_history_route_answers_503_when_store_is_down(
-    tmp_path: Path, model_path: Path
-) -> None:
-    from apiserver import free_port
-
-    settings = Settings.model_validate(
-        {
-            "server": {"api_keys": [api_key_hash()]},
-            "storage": {
-                "backend": "redis",
-                "redis_url": f"redis://127.0.0.1:{free_port()}/0",
-            },
-        }
-    )
+def test_history_route_answers_503_when_store_is_down(model_path: Path) -> None:
+    settings = _settings_with_unreachable_redis()
     with TestClient(create_app(settings, model_path=model_path)) as test_client:
         response = test_client.get("/v1/subjects/s1/history", headers=KEY)
 
