@@ -131,7 +131,6 @@ class HudSettings(_Section):
     window: Literal["auto", "always", "never"] = "auto"
     light_mode_below_fps: float = Field(default=12.0, ge=0)
     light_mode_recover_fps: float = Field(default=18.0, ge=0)
-    draw_landmarks: bool = False
     font_scale: float = Field(default=0.6, gt=0)
 
 

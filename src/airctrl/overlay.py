@@ -102,13 +102,10 @@ class HudRenderer:
     mode keeps only boxes, labels and FPS, for slow machines.
     """
 
-    def __init__(
-        self, *, font_scale: float = 0.6, draw_landmarks: bool = False
-    ) -> None:
+    def __init__(self, *, font_scale: float = 0.6) -> None:
         if font_scale <= 0:
             raise ValueError(f"font_scale: expected > 0, got {font_scale}")
         self.font_scale = font_scale
-        self.draw_landmarks = draw_landmarks
 
     def draw(
         self,

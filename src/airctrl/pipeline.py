@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -17,12 +17,19 @@ from airctrl.assets import resolve_model
 from airctrl.baseline import NeutralBaseline
 from airctrl.config import Settings
 from airctrl.emotions import EmotionClassifier
-from airctrl.features import extract_features, with_padded_view
+from airctrl.features import Features, extract_features, with_padded_view
 from airctrl.landmarks import LandmarkDetector, LandmarkerOptions
 from airctrl.liveness import LivenessMonitor
 from airctrl.smoothing import EmotionSmoother
 from airctrl.tracking import FaceTracker
-from airctrl.types import EMOTIONS, BoundingBox, EmotionEstimate, Frame, HeadPose
+from airctrl.types import (
+    EMOTIONS,
+    BoundingBox,
+    EmotionEstimate,
+    FaceLandmarks,
+    Frame,
+    HeadPose,
+)
 
 __all__ = ["QUALITY_SHRINK", "FaceResult", "FrameResult", "Pipeline", "gate_quality"]
 
@@ -106,7 +113,6 @@ class _TrackState:
     smoother: EmotionSmoother
     liveness: LivenessMonitor
     baseline: NeutralBaseline
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 #: How far an estimate is pulled towards "no idea" (uniform over the classes)
@@ -159,6 +165,8 @@ def landmarker_options(settings: Settings) -> LandmarkerOptions:
         min_image_side=d.min_image_side,
         pad_retry=d.pad_retry,
         tile_retry=d.tile_retry,
+        extreme_yaw_deg=settings.emotion.extreme_yaw_deg,
+        extreme_pitch_deg=settings.emotion.extreme_pitch_deg,
     )
 
 
@@ -249,57 +257,71 @@ class Pipeline:
         """
         started = time.perf_counter()
         detection = self._detector.detect(frame)
-        flags = list(detection.flags) + list(frame.warnings)
 
         if self.mode == "image":
-            faces = []
-            views = (
-                with_padded_view(self._detector, frame, detection.faces)
-                if self.settings.detection.refine_stills
-                else detection.faces
-            )
-            for index, face in enumerate(views):
-                estimate = gate_quality(
-                    self._classifier.classify(extract_features(face), face=face),
-                    low_confidence=self.settings.emotion.low_confidence,
-                )
-                faces.append(
-                    FaceResult(
-                        index, face.box, estimate, estimate, face.pose, face.is_partial
-                    )
-                )
-            latency_ms = (time.perf_counter() - started) * 1000
-            return FrameResult(
-                frame.index,
-                frame.timestamp_ms,
-                frame.width,
-                frame.height,
-                tuple(faces),
-                tuple(flags),
-                latency_ms,
-                self.source_id or frame.source_id,
-            )
+            faces = self._still_faces(frame, detection.faces)
+        else:
+            faces = self._tracked_faces(frame, detection.faces)
 
-        assignment = self._tracker.update([face.box for face in detection.faces])
+        latency_ms = (time.perf_counter() - started) * 1000
+        logger.debug(
+            "Frame %d: %d faces in %.1f ms", frame.index, len(faces), latency_ms
+        )
+        return FrameResult(
+            frame.index,
+            frame.timestamp_ms,
+            frame.width,
+            frame.height,
+            faces,
+            (*detection.flags, *frame.warnings),
+            latency_ms,
+            self.source_id or frame.source_id,
+        )
+
+    def _classify(
+        self, face: FaceLandmarks, features: Features, baseline: Features | None = None
+    ) -> EmotionEstimate:
+        estimate = self._classifier.classify(features, baseline=baseline, face=face)
+        return gate_quality(
+            estimate, low_confidence=self.settings.emotion.low_confidence
+        )
+
+    def _still_faces(
+        self, frame: Frame, found: tuple[FaceLandmarks, ...]
+    ) -> tuple[FaceResult, ...]:
+        """Faces of a photo, numbered by position; no tracking or smoothing."""
+        if self.settings.detection.refine_stills:
+            found = with_padded_view(self._detector, frame, found)
+
+        faces = []
+        for index, face in enumerate(found):
+            estimate = self._classify(face, extract_features(face))
+            faces.append(
+                FaceResult(
+                    index, face.box, estimate, estimate, face.pose, face.is_partial
+                )
+            )
+        return tuple(faces)
+
+    def _tracked_faces(
+        self, frame: Frame, found: tuple[FaceLandmarks, ...]
+    ) -> tuple[FaceResult, ...]:
+        """Faces of a video frame with track ids, smoothing, baseline and liveness."""
+        assignment = self._tracker.update([face.box for face in found])
         for ended in assignment.ended:
             self._tracks.pop(ended, None)
 
-        results = []
-        for track_id, face in zip(assignment.track_ids, detection.faces):
+        faces = []
+        for track_id, face in zip(assignment.track_ids, found):
             state = self._tracks.get(track_id)
             if state is None:
                 state = self._tracks[track_id] = self._new_track()
             features = extract_features(face)
             state.baseline.update(features, frame.timestamp_ms)
-            raw = gate_quality(
-                self._classifier.classify(
-                    features, baseline=state.baseline.reference(), face=face
-                ),
-                low_confidence=self.settings.emotion.low_confidence,
-            )
+            raw = self._classify(face, features, state.baseline.reference())
             smoothed = state.smoother.update(raw)
             live = state.liveness.update(face, frame.timestamp_ms)
-            results.append(
+            faces.append(
                 FaceResult(
                     track_id,
                     face.box,
@@ -312,18 +334,4 @@ class Pipeline:
                     state.baseline.is_calibrating,
                 )
             )
-
-        latency_ms = (time.perf_counter() - started) * 1000
-        logger.debug(
-            "Frame %d: %d faces in %.1f ms", frame.index, len(results), latency_ms
-        )
-        return FrameResult(
-            frame.index,
-            frame.timestamp_ms,
-            frame.width,
-            frame.height,
-            tuple(results),
-            tuple(flags),
-            latency_ms,
-            self.source_id or frame.source_id,
-        )
+        return tuple(faces)

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from airctrl import metrics
+from airctrl.capture import open_source
 from airctrl.config import Settings, SourceSettings
 from airctrl.overlay import HudRenderer, HudStatus, LightModeSwitch
 from airctrl.pipeline import FrameResult, Pipeline
@@ -162,7 +163,9 @@ class RunSummary:
     """Every source's summary plus how the run ended."""
 
     sources: list[SourceSummary]
-    interrupted: bool = False
+    #: True when Ctrl-C, SIGTERM (via ``stop_event``) or "q" ended the run,
+    #: rather than every source running out.
+    stopped: bool = False
     seconds: float = 0.0
 
 
@@ -206,10 +209,7 @@ class SourceWorker(threading.Thread):
         self.latest_frame_bgr: npt.NDArray[np.uint8] | None = None
         self._sinks: list[EventSink] = []
         self._sinks_lock = threading.Lock()
-        self._hud = HudRenderer(
-            font_scale=settings.hud.font_scale,
-            draw_landmarks=settings.hud.draw_landmarks,
-        )
+        self._hud = HudRenderer(font_scale=settings.hud.font_scale)
         self._governor = LoadGovernor(
             light_below_fps=settings.hud.light_mode_below_fps,
             light_recover_fps=max(
@@ -247,19 +247,18 @@ class SourceWorker(threading.Thread):
             self.summary.outputs.append(table.path)
         return sinks, folder
 
-    def _set_state(self, state: str, sinks: list[EventSink], detail: str = "") -> None:
+    def _set_state(self, state: str, sinks: list[EventSink]) -> None:
         if state == self.summary.state:
             return
         if state in ("lost", "reconnecting") and self.summary.state == "connected":
             self.summary.outages += 1
-            logger.warning(
-                "Source %s %s: %s", self.source_id, state, detail or "no frames"
-            )
+            logger.warning("Source %s %s: no frames", self.source_id, state)
         elif state == "connected" and self.summary.state in ("lost", "reconnecting"):
             logger.info("Source %s reconnected", self.source_id)
         self.summary.state = state
-        _metrics_camera_state(self.source_id, state)
-        event = status_event(self.source_id, state, int(time.time() * 1000), detail)
+        if state in metrics.CAMERA_STATES:
+            metrics.set_camera_state(self.source_id, state)
+        event = status_event(self.source_id, state, int(time.time() * 1000))
         for sink in sinks:
             sink.write([event])
 
@@ -283,8 +282,6 @@ class SourceWorker(threading.Thread):
             return self.source_factory(
                 self.source_settings, self.source_stop, self._on_status
             )
-        from airctrl.capture import open_source
-
         return open_source(
             self.source_settings.source,
             self.source_settings,
@@ -361,7 +358,7 @@ class SourceWorker(threading.Thread):
             else:
                 since_analysis += 1
                 self.summary.skipped_frames += 1
-                _metrics_skip(self.source_id)
+                metrics.record_skip(self.source_id, 1)
 
             if self.options.draw_hud or self.options.write_video:
                 image_bgr = cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)
@@ -420,7 +417,7 @@ class SourceWorker(threading.Thread):
                 "on" if light else "off",
                 self._governor.capacity_fps,
             )
-            _metrics_light(self.source_id, light)
+            metrics.set_light_hud(self.source_id, light)
         self.summary.light_mode = light
 
     def _record(self, result: FrameResult, sinks: list[EventSink]) -> None:
@@ -434,24 +431,9 @@ class SourceWorker(threading.Thread):
         with self._sinks_lock:
             for sink in sinks:
                 sink.write(events)
-        _metrics_frame(self.source_id, result)
-
-
-def _metrics_frame(source_id: str, result: FrameResult) -> None:
-    metrics.record_frame(source_id, result, processing_seconds=result.latency_ms / 1000)
-
-
-def _metrics_skip(source_id: str) -> None:
-    metrics.record_skip(source_id, 1)
-
-
-def _metrics_light(source_id: str, on: bool) -> None:
-    metrics.set_light_hud(source_id, on)
-
-
-def _metrics_camera_state(source_id: str, state: str) -> None:
-    if state in metrics.CAMERA_STATES:
-        metrics.set_camera_state(source_id, state)
+        metrics.record_frame(
+            self.source_id, result, processing_seconds=result.latency_ms / 1000
+        )
 
 
 def run(
@@ -521,7 +503,7 @@ def run(
             worker.join()
         if options.show_window:
             cv2.destroyAllWindows()
-    stopped = interrupted or stop.is_set()  # Ctrl-C, SIGTERM, "q" in the window
+    stopped = interrupted or stop.is_set()
     return RunSummary(
         [w.summary for w in workers], stopped, time.perf_counter() - started
     )

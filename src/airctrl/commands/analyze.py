@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from airctrl.capture import VideoFileSource
 from airctrl.config import Settings, with_overrides
 from airctrl.decode import read_image, sniff_kind
 from airctrl.errors import AirctrlError
@@ -92,12 +93,6 @@ def _expand(paths: list[Path]) -> Iterator[Path]:
                 logger.debug("Skipping %s: not media", child)
 
 
-def _open_video(path: Path, settings: Settings) -> Any:
-    from airctrl.capture import VideoFileSource
-
-    return VideoFileSource(path)
-
-
 def _analyse_image(path: Path, pipeline: Pipeline) -> dict[str, Any]:
     decoded = read_image(path)
     frame = Frame(decoded.image, 0, 0, source_id=str(path), warnings=decoded.warnings)
@@ -105,19 +100,15 @@ def _analyse_image(path: Path, pipeline: Pipeline) -> dict[str, Any]:
     return {"path": str(path), "kind": "image", **result.to_dict()}
 
 
-def _analyse_video(
-    path: Path, pipeline: Pipeline, settings: Settings, progress: Any
-) -> dict[str, Any]:
+def _analyse_video(path: Path, pipeline: Pipeline, progress: Any) -> dict[str, Any]:
     pipeline.reset()
     frames: list[FrameResult] = []
-    source = _open_video(path, settings)
-    try:
+    with VideoFileSource(path) as source:
         for frame in source:
             frames.append(pipeline.process(frame))
             if progress is not None:
                 progress.update(1)
-    finally:
-        source.close()
+
     with_faces = sum(1 for f in frames if f.faces)
     return {
         "path": str(path),
@@ -157,9 +148,7 @@ def analyze_paths(
                 kind = sniff_kind(path)
                 if kind == "video":
                     video_pipeline = video_pipeline or Pipeline(settings, mode="video")
-                    results.append(
-                        _analyse_video(path, video_pipeline, settings, progress)
-                    )
+                    results.append(_analyse_video(path, video_pipeline, progress))
                 else:
                     image_pipeline = image_pipeline or Pipeline(settings, mode="image")
                     results.append(_analyse_image(path, image_pipeline))

@@ -86,7 +86,7 @@ def _progress_line(summaries: list[SourceSummary]) -> str:
 def _print_summary(summary: RunSummary) -> None:
     lines = [
         "AIRCTRL run "
-        + ("stopped by user" if summary.interrupted else "finished")
+        + ("stopped by user" if summary.stopped else "finished")
         + f" after {summary.seconds:.1f} s"
     ]
     for s in summary.sources:
