@@ -531,7 +531,9 @@ def gunicorn_api(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[b
     """The API under gunicorn with deploy/gunicorn.conf.py, 2 workers, on loopback."""
     config = tmp_path / "config.yaml"
     config.write_text(
-        "server: {require_auth: false}\nstorage: {backend: none}\nlogging: {format: json}\n",
+        "server: {require_auth: false}\n"
+        "storage: {backend: none}\n"
+        "logging: {format: json}\n",
         encoding="utf-8",
     )
     metrics_dir = tmp_path / "metrics"
@@ -589,7 +591,10 @@ def _worker_pids(process: subprocess.Popen[bytes]) -> list[int]:
 
 
 def _healthz_count(body: str) -> float:
-    pattern = r'^airctrl_http_requests_total\{method="GET",route="/healthz",status="200"\} (\S+)$'
+    pattern = (
+        r"^airctrl_http_requests_total"
+        r'\{method="GET",route="/healthz",status="200"\} (\S+)$'
+    )
     match = re.search(pattern, body, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
 
@@ -645,7 +650,7 @@ def test_gunicorn_workers_share_one_metrics_view_across_worker_restarts(
     assert count == polls + 20
 
 
-# --- docs -------------------------------------------------------------------------------
+# --- docs --------------------------------------------------------------------------
 
 DOCS = ROOT / "docs"
 

@@ -54,7 +54,8 @@ def test_human_lines_carry_utc_time_level_logger_and_message() -> None:
 
     line = stream.getvalue().strip()
     assert re.fullmatch(
-        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO airctrl\.test_logsetup: camera door opened",
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z "
+        r"INFO airctrl\.test_logsetup: camera door opened",
         line,
     )
 

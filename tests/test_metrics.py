@@ -346,7 +346,10 @@ def test_multiprocess_payload_merges_every_worker(tmp_path: Path) -> None:
             timeout=60,
         )
 
-    reader = "from airctrl import metrics; import sys; sys.stdout.write(metrics.metrics_payload()[0].decode())"
+    reader = (
+        "from airctrl import metrics; import sys; "
+        "sys.stdout.write(metrics.metrics_payload()[0].decode())"
+    )
     body = subprocess.run(
         [sys.executable, "-c", reader],
         env=env,
