@@ -1,4 +1,4 @@
-"""Turn image bytes into one upright 8-bit RGB array, deciding the format from content.
+"""Turn image bytes into one upright 8-bit RGB array, the format read from content.
 
 Every still image that enters AIRCTRL (CLI files, API uploads, folder
 sources) goes through :func:`decode_image`, so the CLI and the HTTP API agree
@@ -49,7 +49,8 @@ MAX_IMAGE_PIXELS = 64_000_000
 NEUTRAL_BACKGROUND = (128, 128, 128)
 #: Warning attached to the result of an animated GIF, WebP or PNG.
 ANIMATED_WARNING = "animated: first frame analysed"
-#: Bytes read from a file to decide what it holds.
+#: Leading bytes :func:`describe_content` checks for text (HTML, XML, JSON, UTF-8)
+#: once no image or video magic matched; the magic checks see the first 256.
 SNIFF_BYTES = 64
 
 try:  # pillow-heif registers HEIC/HEIF (and AVIF on old Pillow) with Pillow.
@@ -260,11 +261,11 @@ def _scale_to_uint8(
     elif np.issubdtype(values.dtype, np.floating):
         finite = data[np.isfinite(data)]
         peak = float(finite.max()) if finite.size else 1.0
-        top = 1.0 if peak <= 1.0 else (max(255.0, peak))
+        top = 1.0 if peak <= 1.0 else max(255.0, peak)
         data = np.nan_to_num(data, nan=0.0, posinf=top, neginf=0.0)
     else:
         peak = float(data.max()) if data.size else 0.0
-        top = 255.0 if peak <= 255.0 else (max(65535.0, peak))
+        top = 255.0 if peak <= 255.0 else max(65535.0, peak)
     scaled = np.clip(np.rint(np.clip(data, 0.0, None) * (255.0 / top)), 0, 255)
     return scaled.astype(np.uint8)
 
@@ -340,7 +341,8 @@ def _open(data: bytes) -> Image.Image:
     magic = _image_magic(head)
     if magic is None and _video_magic(head) is not None:
         raise UnsupportedMediaError(
-            f"input is {describe_content(head)}, not a still image; analyse it as a video"
+            f"input is {describe_content(head)}, not a still image; "
+            "analyse it as a video"
         )
     if magic == "HEIF" and not HEIF_AVAILABLE:
         raise UnsupportedMediaError(
