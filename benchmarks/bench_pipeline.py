@@ -110,7 +110,8 @@ def main() -> None:
     frames = load_frames(video, args.frames)
     n = len(frames)
     print(
-        f"video: {video.name}, {n} frames {frames[0].width}x{frames[0].height}, median of {args.repeats} runs"
+        f"video: {video.name}, {n} frames {frames[0].width}x{frames[0].height}, "
+        f"median of {args.repeats} runs"
     )
 
     # Interleave the three measurements so machine load drifts hit all alike.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -169,16 +171,18 @@ def test_analyze_empty_folder_says_so(
 def test_analyze_damaged_video_is_one_line_without_native_noise(
     tmp_path: Path, sample_path: Callable[[str], Path]
 ) -> None:
-    import subprocess
-    import sys
-
     damaged = tmp_path / "cut.mp4"
     damaged.write_bytes(sample_path("single_face.mp4").read_bytes()[:100_000])
 
-    done = subprocess.run([sys.executable, "-m", "airctrl.cli", "analyze", "--no-progress", str(damaged)],
-                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    command = [sys.executable, "-m", "airctrl.cli", "analyze", "--no-progress"]
+    done = subprocess.run(
+        [*command, str(damaged)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
+    reason = "cannot open the video (damaged, truncated, or a codec FFmpeg cannot read)"
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        f"airctrl: error: {damaged}: cannot open the video (damaged, truncated, or a codec FFmpeg cannot read)"
-    ]
+    assert done.stderr.strip().splitlines() == [f"airctrl: error: {damaged}: {reason}"]

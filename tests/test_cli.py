@@ -69,15 +69,16 @@ def test_metrics_port_in_use_is_one_line(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code = main(["run", "--headless", "--source", str(sample_path("single_face.mp4")),
-                     "--metrics-port", str(port), "--output-dir", str(tmp_path)])  # fmt: skip
+        video = str(sample_path("single_face.mp4"))
+        code = main(
+            ["run", "--headless", "--source", video, "--metrics-port", str(port),
+             "--output-dir", str(tmp_path)]
+        )  # fmt: skip
 
     err = capsys.readouterr().err
+    reason = f"cannot serve metrics on 127.0.0.1:{port}: Address already in use"
     assert code == 2
-    assert (
-        err.strip()
-        == f"airctrl: error: cannot serve metrics on 127.0.0.1:{port}: Address already in use"
-    )
+    assert err.strip() == f"airctrl: error: {reason}"
 
 
 def test_output_dir_under_a_file_is_one_line(

@@ -1,4 +1,4 @@
-"""Tests for airctrl.config: validation names the key, config.yaml covers every setting."""
+"""Tests for airctrl.config: errors name the key; config.yaml covers every setting."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for airctrl.pipeline: quality gate, image vs video mode, reset between clips."""
+"""Tests for airctrl.pipeline: quality gate, image vs video mode, reset."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for `airctrl run`: headless outputs, clean stops, camera loss, the HUD window."""
+"""Tests for `airctrl run`: headless outputs, clean stops, camera loss, HUD window."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""AIRCTRL: real-time facial emotion recognition with explainable, calibrated emotions."""
+"""AIRCTRL: real-time facial emotion recognition, explainable and calibrated."""
 
 from __future__ import annotations
 

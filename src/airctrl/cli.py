@@ -66,7 +66,7 @@ def _add_common_options(parser: argparse.ArgumentParser, *, default: Any) -> Non
         "--config",
         type=Path,
         default=default,
-        help="settings file (default: ./config.yaml when present, else built-in defaults)",
+        help="settings file (default: ./config.yaml if present, else built-in ones)",
     )
     parser.add_argument(
         "--log-level",

@@ -37,7 +37,7 @@ class ConfigError(AirctrlError):
 
 
 class DecodeError(AirctrlError):
-    """Input bytes look like a supported format but cannot be decoded (e.g. truncated)."""
+    """Input looks like a supported format but cannot be decoded (e.g. truncated)."""
 
     http_status = 422
 

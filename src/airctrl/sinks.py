@@ -172,7 +172,7 @@ class CsvEventSink:
 
 
 class VideoSink:
-    """Write annotated BGR frames to a video file; the size comes from the first frame."""
+    """Write annotated BGR frames to a video; the first frame sets the size."""
 
     def __init__(self, path: Path, *, fps: float, codec: str = "mp4v") -> None:
         if fps <= 0:

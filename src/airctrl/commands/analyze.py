@@ -1,4 +1,4 @@
-"""``airctrl analyze PATH...``: emotions for photos, folders and videos, as JSON/JSONL/CSV."""
+"""``airctrl analyze PATH...``: emotions for photos, folders and videos."""
 
 from __future__ import annotations
 
@@ -180,7 +180,7 @@ def _events(result: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def handle(args: argparse.Namespace, settings: Settings) -> int:
-    """Print results to stdout; one line per unreadable input on stderr; exit 2 if any."""
+    """Print results to stdout, one stderr line per unreadable input; 2 if any."""
     if args.max_faces is not None:
         settings = with_overrides(settings, {"detection.max_faces": args.max_faces})
     show_progress = sys.stderr.isatty() and not args.no_progress

@@ -31,8 +31,8 @@ def register(subparsers: Any) -> None:
         "--source",
         action="append",
         default=None,
-        help="webcam index, video file, rtsp/http URL, image or folder; repeat for several "
-        "(default: sources[] from the settings, camera 0)",
+        help="webcam index, video file, rtsp/http URL, image or folder; repeat "
+        "for several (default: sources[] from the settings, camera 0)",
     )
     display = parser.add_mutually_exclusive_group()
     display.add_argument("--headless", action="store_true", help="never open a window")
@@ -78,7 +78,8 @@ def _progress_line(summaries: list[SourceSummary]) -> str:
         top = ", ".join(f"{k} {v:.0%}" for k, v in list(s.emotion_shares().items())[:2])
         state = "" if s.state in ("connected", "stopped") else f" [{s.state}]"
         parts.append(
-            f"{s.source_id}: {s.frames} frames, {s.faces} faces, {s.fps:.1f} FPS{state}{' | ' + top if top else ''}"
+            f"{s.source_id}: {s.frames} frames, {s.faces} faces, "
+            f"{s.fps:.1f} FPS{state}{' | ' + top if top else ''}"
         )
     return " || ".join(parts)
 
@@ -92,7 +93,9 @@ def _print_summary(summary: RunSummary) -> None:
     for s in summary.sources:
         avg_fps = s.frames / s.seconds if s.seconds > 0 else 0.0
         lines.append(
-            f"source {s.source_id}: {s.frames} frames analysed, {s.frames_with_faces} with a face, {s.faces} face observations, {avg_fps:.1f} FPS average"
+            f"source {s.source_id}: {s.frames} frames analysed, "
+            f"{s.frames_with_faces} with a face, {s.faces} face observations, "
+            f"{avg_fps:.1f} FPS average"
         )
         if s.skipped_frames or s.outages:
             lines.append(f"  skipped frames: {s.skipped_frames}, outages: {s.outages}")
@@ -107,7 +110,7 @@ def _print_summary(summary: RunSummary) -> None:
 
 
 def handle(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the configured sources and print a summary; 0 on success, 2 when a source failed."""
+    """Run the configured sources and print a summary; 2 when a source failed."""
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError(
             f"--max-frames: expected a positive number, got {args.max_frames}"
