@@ -201,21 +201,5 @@ def frame_to_schema(
 
 
 def history_to_schema(history: SubjectHistory) -> SubjectHistoryResponse:
-    """Convert stored history into its API shape."""
-    return SubjectHistoryResponse(
-        subject_id=history.subject_id,
-        consent_at=history.consent_at,
-        frames=history.frames,
-        counts=history.counts,
-        sessions=[
-            SessionStats(
-                session_id=s.session_id,
-                frames=s.frames,
-                counts=s.counts,
-                mean_confidence=s.mean_confidence,
-                first_seen=s.first_seen,
-                last_seen=s.last_seen,
-            )
-            for s in history.sessions
-        ],
-    )
+    """Convert stored history into its API shape (fields are read by name)."""
+    return SubjectHistoryResponse.model_validate(history, from_attributes=True)
