@@ -87,14 +87,12 @@ CACHE_VERSION = 2
 
 class ManifestError(AirctrlError):
     """The manifest CSV is missing, unreadable or lacks required columns."""
-
     http_status = 400
 
 
 @dataclass(frozen=True)
 class ManifestRow:
     """One labelled photo: its resolved path, label and grouping columns."""
-
     path: Path
     relative_path: str
     label: str
@@ -108,7 +106,6 @@ class ManifestRow:
 @dataclass(frozen=True)
 class Sample:
     """A manifest row with the face found in it (None when no face was found)."""
-
     row: ManifestRow
     face: FaceLandmarks | None
     error: str | None = None
@@ -226,7 +223,6 @@ class FaceCache:
     ``key`` hashes the model sha256, the detector's source and the detection
     options.
     """
-
     def __init__(self, root: Path, key: str) -> None:
         self.folder = Path(root) / "features" / key
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -274,14 +270,7 @@ class FaceCache:
 
 
 def _largest(faces: Iterable[FaceLandmarks]) -> FaceLandmarks | None:
-    best = None
-    for face in faces:
-        if (
-            best is None
-            or face.box.width * face.box.height > best.box.width * best.box.height
-        ):
-            best = face
-    return best
+    return max(faces, key=lambda f: f.box.width * f.box.height, default=None)
 
 
 def extract_samples(
@@ -464,7 +453,6 @@ class FitOptions:
 
 
 def _units_of(sample: Sample) -> dict[str, float]:
-
     if sample.face is None:
         raise ValueError("sample has no face")
     return dict(extract_features(sample.face).values)
@@ -488,7 +476,6 @@ def resting_levels(
     Units default to 0 and geometry ratios to their median over all rows when
     no row is neutral.
     """
-
     neutral = [row for row, label in zip(unit_rows, labels) if label == "neutral"]
     reference = neutral or list(unit_rows)
     rest = {
@@ -513,7 +500,6 @@ def prototype_anchors(
     a fitted model must still call a textbook surprise surprised, however noisy
     the photos' labels were.
     """
-
     rows: list[dict[str, float]] = []
     labels: list[str] = []
     still = {
@@ -530,11 +516,16 @@ def prototype_anchors(
     return rows, labels
 
 
+def _subject_of(sample: Sample) -> str:
+    """Return the sample's subject; a photo without one counts as its own."""
+    return sample.row.groups.get("subject") or sample.row.relative_path
+
+
 def _subject_weights(samples: list[Sample]) -> np.ndarray:
     """Weight each photo 1/sqrt(photos of its subject), so one often-photographed
     person does not dominate; photos without a subject count as their own."""
     counts: dict[str, int] = {}
-    keys = [s.row.groups.get("subject") or s.row.relative_path for s in samples]
+    keys = [_subject_of(s) for s in samples]
     for key in keys:
         counts[key] = counts.get(key, 0) + 1
     return np.array([1.0 / np.sqrt(counts[k]) for k in keys])
@@ -602,7 +593,6 @@ def _project_monotone(weights: np.ndarray, terms: Sequence[str]) -> None:
     With only ten fear photos the unconstrained fit can give e.g. "brow lower"
     a small negative fear weight; the projection sets it to 0 instead.
     """
-
     for k, label in enumerate(EMOTIONS):
         for unit in prototype_units(label):
             if unit in terms:
@@ -653,7 +643,6 @@ def _fit_core(
     options: FitOptions,
     terms: Sequence[str],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
-
     rest = resting_levels(unit_rows, labels)
     anchor_rows, anchor_labels = prototype_anchors(rest)
     y = np.array([EMOTIONS.index(label) for label in labels])
@@ -681,14 +670,13 @@ def fit_params(
     Multinomial logistic regression (scikit-learn) over the model terms, with
     classes and datasets partly balanced, each photo weighted 1/sqrt(photos of
     the same subject), the EMFACS prototype anchors added as a prior, and each
-    class's weights on its own prototype units clipped to >= 0. The temperature is fitted
-    on out-of-fold scores from subject-disjoint folds, so stated confidence
-    matches accuracy on unseen people. Deterministic for a given seed.
+    class's weights on its own prototype units clipped to >= 0. The temperature
+    is fitted on out-of-fold scores from subject-disjoint folds, so stated
+    confidence matches accuracy on unseen people. Deterministic for a given seed.
 
     Raises:
         ValueError: no sample has a face, or fewer than two classes are present.
     """
-
     options = options or FitOptions()
     usable = [s for s in samples if s.face is not None]
     if not usable:
@@ -703,7 +691,7 @@ def fit_params(
     weights_photo = weights_photo * _dataset_factors(
         usable, options.dataset_balance_power
     )
-    groups = [s.row.groups.get("subject") or s.row.relative_path for s in usable]
+    groups = [_subject_of(s) for s in usable]
     y = np.array([EMOTIONS.index(label) for label in labels])
 
     terms = (
@@ -759,14 +747,10 @@ def cross_validated_params(
     per fold. Only samples with a face are split; the temperature inside each
     fold comes from that fold's own inner split.
     """
-
     options = options or FitOptions()
     usable = [i for i, s in enumerate(samples) if s.face is not None]
     y = np.array([EMOTIONS.index(samples[i].row.label) for i in usable])
-    groups = [
-        samples[i].row.groups.get("subject") or samples[i].row.relative_path
-        for i in usable
-    ]
+    groups = [_subject_of(samples[i]) for i in usable]
     result = []
     for train, test in _folds(y, groups, options.folds, options.seed):
         params = fit_params([samples[usable[i]] for i in train], options)
