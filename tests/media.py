@@ -64,7 +64,7 @@ _STORE_FOR_ORIENTATION = {
 
 
 def exif_oriented_jpeg(upright: Array, orientation: int) -> bytes:
-    """Return a JPEG whose stored pixels need EXIF ``orientation`` to look like ``upright``."""
+    """Return a JPEG whose pixels need EXIF ``orientation`` to look like ``upright``."""
     stored = np.ascontiguousarray(_STORE_FOR_ORIENTATION[orientation](upright))
     exif = Image.Exif()
     exif[0x0112] = orientation

@@ -1,4 +1,4 @@
-"""capture.py: upright frames, strictly increasing timestamps, and live sources that recover."""
+"""capture.py: upright frames, strictly rising timestamps, live sources that recover."""
 
 from __future__ import annotations
 

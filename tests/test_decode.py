@@ -1,4 +1,4 @@
-"""decode.py: every family of awkward still image becomes an upright RGB array or a clear error."""
+"""decode.py: every awkward still becomes an upright RGB array or a clear error."""
 
 from __future__ import annotations
 

@@ -110,11 +110,11 @@ def test_half_face_at_left_edge_is_clamped_and_marked_partial(
 
     found = detect(half)
 
-    assert len(found.faces) <= 1
-    for face in found.faces:
-        assert face.is_partial
-        assert face.box.x == 0
-        assert face.box.x + face.box.width <= half.shape[1]
+    assert len(found.faces) == 1
+    face = found.faces[0]
+    assert face.is_partial
+    assert face.box.x == 0
+    assert face.box.x + face.box.width <= half.shape[1]
 
 
 def test_squeezed_face_simulating_yaw_is_flagged_extreme_pose(
@@ -316,7 +316,7 @@ def test_tile_origins_overlap_and_reach_every_edge() -> None:
     ]
 
 
-# -- video mode -------------------------------------------------------------------------
+# -- video mode ---------------------------------------------------------------------
 
 
 def test_video_mode_follows_the_face_through_a_clip(
