@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -144,7 +143,8 @@ class BodyLimitMiddleware:
                     )
                     return
                 if declared > limit:
-                    await _too_large(stated)(scope, receive, send)
+                    too_large = error_response(413, _too_large_text(stated))
+                    await too_large(scope, receive, send)
                     return
 
         received = 0
@@ -173,10 +173,6 @@ class BodyLimitMiddleware:
 
 def _too_large_text(limit: int) -> str:
     return f"upload too large: limit is {limit} bytes"
-
-
-def _too_large(limit: int) -> Any:
-    return error_response(413, _too_large_text(limit))
 
 
 class HttpMetricsMiddleware:
