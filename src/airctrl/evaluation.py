@@ -13,10 +13,16 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from airctrl.features import extract_features
 from airctrl.types import EMOTIONS
+
+if TYPE_CHECKING:
+    from airctrl.calibration import Sample
+    from airctrl.emotions import EmotionClassifier
 
 __all__ = [
     "ClassificationMetrics",
@@ -258,24 +264,15 @@ def evaluate_predictions(
 
 
 def predict_samples(
-    samples: Sequence[object], classifier: object
+    samples: Sequence[Sample], classifier: EmotionClassifier
 ) -> list[PredictionRow]:
     """Run ``classifier`` on every sample's face and return the prediction table.
 
-    ``samples`` are :class:`airctrl.calibration.Sample`; ``classifier`` an
-    :class:`airctrl.emotions.EmotionClassifier`. A sample without a face gives a
-    row with ``predicted=None`` and the reason in ``note``.
+    A sample without a face gives a row with ``predicted=None`` and the reason
+    in ``note``.
     """
-    from airctrl.calibration import Sample
-    from airctrl.emotions import EmotionClassifier
-    from airctrl.features import extract_features
-
-    if not isinstance(classifier, EmotionClassifier):
-        raise TypeError("classifier: expected an EmotionClassifier")
     table: list[PredictionRow] = []
     for sample in samples:
-        if not isinstance(sample, Sample):
-            raise TypeError("samples: expected airctrl.calibration.Sample items")
         row = sample.row
         if sample.face is None:
             table.append(
