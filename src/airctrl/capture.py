@@ -9,7 +9,9 @@ block the caller for longer than ``read_timeout_seconds``: each capture object
 is driven from a worker thread and abandoned when it stops answering. When
 reads fail, time out, or the same frame repeats ``stale_frame_limit`` times,
 the source reports ``"lost"``, yields nothing stale, and reconnects with
-exponential backoff plus jitter until frames come back or a stop event is set.
+exponential backoff plus jitter until frames come back, a stop event is set, or
+``max_reconnect_attempts`` is used up. A device that cannot be opened at start
+is treated the same way: a warning, then retries.
 """
 
 from __future__ import annotations
@@ -828,6 +830,7 @@ def open_source(
     a file is an image or a video by its content (never its extension).
 
     Raises:
+        ValueError: ``spec`` is empty.
         SourceError: ``spec`` names nothing that exists.
         EmptyInputError: the file is empty.
         UnsupportedMediaError: the file is neither an image nor a video (the
