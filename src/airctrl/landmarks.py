@@ -230,7 +230,6 @@ class LandmarkDetector:
 
     def _create(self) -> Any:
         # Imported here so only this module needs MediaPipe.
-        import mediapipe as mp  # noqa: F401
         from mediapipe.tasks import python as mp_tasks
         from mediapipe.tasks.python import vision
 
