@@ -23,7 +23,12 @@ from airctrl.calibration import (
 )
 from airctrl.config import Settings
 from airctrl.emotions import EmotionClassifier
-from airctrl.evaluation import evaluate_predictions, format_summary, predict_samples
+from airctrl.evaluation import (
+    Evaluation,
+    evaluate_predictions,
+    format_summary,
+    predict_samples,
+)
 
 __all__ = ["register", "run"]
 
@@ -121,7 +126,7 @@ def run(
         samples,
         options,
         meta={
-            "manifest_sha256": _sha256(Path(manifest)),
+            "manifest_sha256": _sha256(manifest),
             "no_face": len(no_face),
             "dropped_contempt": len(dropped),
         },
@@ -175,7 +180,9 @@ def run(
     return text
 
 
-def cross_validated_evaluation(samples: list[Sample], options: FitOptions) -> Any:
+def cross_validated_evaluation(
+    samples: list[Sample], options: FitOptions
+) -> Evaluation:
     """Return the evaluation of out-of-fold predictions (folds split by subject)."""
     table = []
     for held_out, params in cross_validated_params(samples, options):
