@@ -14,10 +14,9 @@ they added nothing measurable and their weights on other classes read badly
 as evidence ("brow lower x lid tighten x lip press" raising happy). The
 prototypes instead act as a prior during fitting (see
 :mod:`airctrl.calibration`), and every class's weight on its own prototype
-units is kept >= 0. ``t``
-is ``sqrt(x + 0.01)`` for units and prototypes, which spreads the small scores
-MediaPipe gives subtle expressions (closed-mouth smiles), and the identity for
-geometry. ``center`` is the population mean of ``t(x_j)``, so a contribution
+units is kept >= 0. ``t`` is ``sqrt(x + 0.01)`` for units and prototypes,
+which spreads the small scores MediaPipe gives subtle expressions
+(closed-mouth smiles), and the identity for geometry. ``center`` is the population mean of ``t(x_j)``, so a contribution
 reads "how far this feature pushes the face towards class c compared with an
 average face".
 
