@@ -65,7 +65,6 @@ __all__ = [
     "exported_sample_names",
     "mark_worker_dead",
     "metrics_payload",
-    "multiprocess_dir",
     "record_decode_failure",
     "record_frame",
     "record_http_request",
@@ -461,7 +460,7 @@ def record_http_request(
     )
 
 
-def multiprocess_dir() -> str | None:
+def _multiprocess_dir() -> str | None:
     """Return ``PROMETHEUS_MULTIPROC_DIR`` if multiprocess mode is on, else ``None``."""
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get(
         "prometheus_multiproc_dir"
@@ -470,7 +469,7 @@ def multiprocess_dir() -> str | None:
 
 def _collecting_registry() -> CollectorRegistry:
     """Return the registry to expose: merged workers in multiprocess mode."""
-    if multiprocess_dir() is None:
+    if _multiprocess_dir() is None:
         return REGISTRY
     merged = CollectorRegistry()
     multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
@@ -488,7 +487,7 @@ def metrics_payload() -> tuple[bytes, str]:
 
 def mark_worker_dead(pid: int) -> None:
     """Drop a dead worker's live gauges; call from gunicorn's ``child_exit`` hook."""
-    if multiprocess_dir() is not None:
+    if _multiprocess_dir() is not None:
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
