@@ -21,7 +21,7 @@ from airctrl.features import extract_features
 from airctrl.types import EMOTIONS
 
 if TYPE_CHECKING:
-    from airctrl.calibration import Sample
+    from airctrl.dataset import Sample
     from airctrl.emotions import EmotionClassifier
 
 __all__ = [

@@ -10,18 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from airctrl.calibration import (
-    CONTEMPT_POLICY,
     DEFAULT_C,
     DEFAULT_FOLDS,
     DEFAULT_SEED,
     FitOptions,
-    Sample,
     cross_validated_params,
-    extract_samples,
     fit_params,
-    read_manifest,
 )
 from airctrl.config import Settings
+from airctrl.dataset import CONTEMPT_POLICY, Sample, extract_samples, read_manifest
 from airctrl.emotions import EmotionClassifier
 from airctrl.evaluation import (
     Evaluation,

@@ -7,8 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from airctrl.calibration import CONTEMPT_POLICY, extract_samples, read_manifest
 from airctrl.config import Settings
+from airctrl.dataset import CONTEMPT_POLICY, extract_samples, read_manifest
 from airctrl.emotions import EmotionClassifier
 from airctrl.evaluation import (
     DEFAULT_REVIEW_THRESHOLD,
