@@ -236,15 +236,21 @@ def test_run_reports_lost_camera_retries_with_growing_waits_and_stops_cleanly(
 
 @pytest.fixture()
 def xvfb_display() -> Iterator[str]:
-    """A virtual X display for the HUD window test."""
-    display = ":87"
+    """A virtual X display for the HUD window test, on a number Xvfb picks.
+
+    ``-displayfd`` makes Xvfb choose a free display and write its number once
+    it is ready, so runs side by side never share (or wait on) one display.
+    """
     process = subprocess.Popen(
-        ["Xvfb", display, "-screen", "0", "1024x600x24", "-nolisten", "tcp"],
+        ["Xvfb", "-displayfd", "1", "-screen", "0", "1024x600x24", "-nolisten", "tcp"],
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        text=True,
     )
-    time.sleep(1.0)
+    assert process.stdout is not None
+    number = process.stdout.readline().strip()
     try:
-        yield display
+        yield f":{number}"
     finally:
         process.terminate()
         process.wait(timeout=10)

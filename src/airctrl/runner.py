@@ -436,6 +436,10 @@ class SourceWorker(threading.Thread):
         )
 
 
+def _window_title(source_id: str) -> str:
+    return f"AIRCTRL {source_id}"
+
+
 def run(
     settings: Settings,
     options: RunOptions,
@@ -464,6 +468,13 @@ def run(
         )
         for i, s in enumerate(settings.sources)
     ]
+    if options.show_window:
+        # Create the windows here, before the workers load MediaPipe: a window
+        # first made by imshow while the workers start up was sometimes never
+        # shown (about 1 start in 6 under Xvfb with the Qt backend).
+        for worker in workers:
+            cv2.namedWindow(_window_title(worker.source_id), cv2.WINDOW_AUTOSIZE)
+        cv2.waitKey(1)
     started = time.perf_counter()
     for worker in workers:
         worker.start()
@@ -479,7 +490,7 @@ def run(
                 for worker in workers:
                     if worker.latest_frame_bgr is not None:
                         cv2.imshow(
-                            f"AIRCTRL {worker.source_id}", worker.latest_frame_bgr
+                            _window_title(worker.source_id), worker.latest_frame_bgr
                         )
                 if cv2.waitKey(15) & 0xFF in (ord("q"), 27):
                     logger.info("Quit requested from the window")
