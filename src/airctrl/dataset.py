@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from airctrl.assets import default_cache_dir, resolve_model
+from airctrl.assets import default_cache_dir, resolve_model, sha256_of_file
 from airctrl.config import Settings
 from airctrl.errors import AirctrlError
 from airctrl.features import with_padded_view
@@ -159,14 +159,6 @@ def load_rgb(path: Path) -> np.ndarray:
         raise ValueError(f"image {path} could not be decoded: {exc}") from exc
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def face_to_record(face: FaceLandmarks) -> dict[str, object]:
     """Return a JSON-ready record of ``face`` (points rounded to 1e-5)."""
     return {
@@ -217,8 +209,8 @@ class FaceCache:
         """
         import airctrl.landmarks
 
-        model_sha = _sha256_file(model_path)
-        code_sha = _sha256_file(Path(airctrl.landmarks.__file__))
+        model_sha = sha256_of_file(model_path)
+        code_sha = sha256_of_file(Path(airctrl.landmarks.__file__))
         options = json.dumps(settings.detection.model_dump(mode="json"), sort_keys=True)
         key = hashlib.sha256(
             f"{CACHE_VERSION}|{model_sha}|{code_sha}|{options}".encode()
@@ -285,7 +277,7 @@ def extract_samples(
             if not row.path.is_file():
                 samples.append(Sample(row, None, "file not found"))
                 continue
-            file_sha = _sha256_file(row.path)
+            file_sha = sha256_of_file(row.path)
             record = cache.get(file_sha)
             if record is None:
                 if detector is None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
+from airctrl.assets import sha256_of_file
 from airctrl.calibration import (
     DEFAULT_C,
     DEFAULT_FOLDS,
@@ -102,10 +102,6 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def run(
     manifest: Path,
     output: Path,
@@ -123,7 +119,7 @@ def run(
         samples,
         options,
         meta={
-            "manifest_sha256": _sha256(manifest),
+            "manifest_sha256": sha256_of_file(manifest),
             "no_face": len(no_face),
             "dropped_contempt": len(dropped),
         },
