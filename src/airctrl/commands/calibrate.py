@@ -178,13 +178,13 @@ def cross_validated_evaluation(
 ) -> Evaluation:
     """Return the evaluation of out-of-fold predictions (folds split by subject)."""
     table = []
+    classifier: EmotionClassifier | None = None
     for held_out, params in cross_validated_params(samples, options):
-        table.extend(
-            predict_samples([samples[i] for i in held_out], EmotionClassifier(params))
-        )
-    table.extend(
-        predict_samples(
-            [s for s in samples if s.face is None], EmotionClassifier(params)
-        )
-    )
+        classifier = EmotionClassifier(params)
+        table.extend(predict_samples([samples[i] for i in held_out], classifier))
+
+    # Photos with no face are listed too; no classifier runs on them.
+    faceless = [s for s in samples if s.face is None]
+    if faceless and classifier is not None:
+        table.extend(predict_samples(faceless, classifier))
     return evaluate_predictions(table, group_by=("dataset",))
