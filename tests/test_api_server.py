@@ -1,8 +1,9 @@
-"""`airctrl serve` as real uvicorn subprocesses: TLS 1.3, workers, load, limits."""
+"""`airctrl serve` as real uvicorn subprocesses: TLS 1.3, workers, load, limits, logs."""
 
 from __future__ import annotations
 
 import datetime
+import json
 import re
 import socket
 import ssl
@@ -11,12 +12,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import media
 import numpy as np
 import pytest
-from apiserver import API_KEY, airctrl_server, base_settings
+from apiserver import API_KEY, airctrl_server, base_settings, server_log
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -335,3 +337,65 @@ def test_stalled_upload_is_answered_408(workers_server: str) -> None:
 
     assert answer.startswith(b"HTTP/1.1 408")
     assert 1.5 <= waited < 10
+
+
+# -- privacy of the server log -------------------------------------------------------
+
+#: Peer address of the privacy test's connections. Linux routes all of 127.0.0.0/8
+#: to loopback, so the server sees this address, which it does not bind itself.
+CLIENT_HOST = "127.0.0.2"
+#: A subject id that appears nowhere else, so any trace of it in the log is a leak.
+SUBJECT = "subject-q7x4kz"
+
+
+def _stream_one_frame(url: str, frame: bytes) -> dict[str, Any]:
+    """Open ``/v1/stream`` from :data:`CLIENT_HOST` with a subject; return a result."""
+    from websockets.sync.client import connect
+
+    sock = socket.create_connection(
+        ("127.0.0.1", _port(url)), timeout=30, source_address=(CLIENT_HOST, 0)
+    )
+    ws_url = url.replace("http://", "ws://") + "/v1/stream"
+    with connect(ws_url, sock=sock, open_timeout=30) as ws:
+        hello = {"api_key": API_KEY, "subject_id": SUBJECT, "consent": True}
+        ws.send(json.dumps(hello))
+        ready = json.loads(ws.recv(timeout=30))
+        ws.send(frame)
+        result: dict[str, Any] = json.loads(ws.recv(timeout=60))
+        ws.send(json.dumps({"type": "end"}))
+    assert ready["type"] == "ready" and ready["storing"] is True
+    return result
+
+
+def test_server_log_holds_no_subject_id_or_client_address(
+    tmp_path: Path, load_images: dict[int, bytes]
+) -> None:
+    settings = {**base_settings(tmp_path), "logging": {"level": "INFO"}}
+    transport = httpx.HTTPTransport(local_address=CLIENT_HOST)
+
+    with (
+        airctrl_server(tmp_path, settings) as url,
+        httpx.Client(
+            base_url=url, headers=KEY, transport=transport, timeout=60
+        ) as client,
+    ):
+        statuses = [
+            client.put(f"/v1/subjects/{SUBJECT}/consent").status_code,
+            client.post(
+                "/v1/detect",
+                params={"subject_id": SUBJECT},
+                files={"file": ("f", load_images[1])},
+            ).status_code,
+            client.get(f"/v1/subjects/{SUBJECT}/history").status_code,
+        ]
+        streamed = _stream_one_frame(url, load_images[1])
+        statuses.append(client.delete(f"/v1/subjects/{SUBJECT}").status_code)
+        statuses.append(client.get(f"/v1/subjects/{SUBJECT}/history").status_code)
+    log = server_log(tmp_path)
+
+    assert statuses == [200, 200, 200, 200, 404]
+    assert streamed["type"] == "result"
+    # INFO lines do reach the log (so an access line would have been written).
+    assert "Serving on" in log and "Erased a subject's history" in log
+    assert SUBJECT not in log
+    assert CLIENT_HOST not in log

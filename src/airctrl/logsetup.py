@@ -9,7 +9,8 @@ Lines are human-readable or one JSON object each (``format``). Times are UTC.
 Every handler runs a redaction filter that masks credentials in URLs, secret
 query parameters, bearer tokens and e-mail addresses, as a second line of
 defence: code must still never log frames, landmarks or anything that
-identifies a person.
+identifies a person. uvicorn's WebSocket handshake lines, which begin with the
+client's address, are dropped (:class:`ClientAddressFilter`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from airctrl.secure import LineCipher, load_cipher
 
 __all__ = [
     "HUMAN_FORMAT",
+    "ClientAddressFilter",
     "JsonFormatter",
     "RedactingFilter",
     "configure_logging",
@@ -75,6 +77,13 @@ _REDACTIONS: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
 )
 
 
+#: How uvicorn's WebSocket handshake lines begin: the client address, then the
+#: path (uvicorn 0.55, in each of its three WebSocket implementations).
+_WEBSOCKET_LINE_PREFIX: Final = '%s - "WebSocket '
+#: The logger uvicorn writes those lines to.
+_UVICORN_LOGGER: Final = "uvicorn.error"
+
+
 def _redact(text: str) -> str:
     for pattern, replacement in _REDACTIONS:
         text = pattern.sub(replacement, text)
@@ -91,6 +100,25 @@ class RedactingFilter(logging.Filter):
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
+
+
+class ClientAddressFilter(logging.Filter):
+    """Drops uvicorn's WebSocket handshake lines, which start with the client address.
+
+    uvicorn writes ``127.0.0.1:52114 - "WebSocket /v1/stream" [accepted]`` to
+    ``uvicorn.error`` whatever ``access_log`` says; a client address identifies
+    a person, so these lines are not logged. uvicorn's other lines (start-up,
+    shutdown, errors) pass. HTTP access lines are turned off where the server
+    starts (``access_log=False`` in ``airctrl serve``, ``accesslog = None`` for
+    gunicorn).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Return False for a WebSocket handshake line, True for anything else."""
+        return not (
+            isinstance(record.msg, str)
+            and record.msg.startswith(_WEBSOCKET_LINE_PREFIX)
+        )
 
 
 class _UtcFormatter(logging.Formatter):
@@ -214,6 +242,9 @@ def configure_logging(
         handler.addFilter(redactor)
         root.addHandler(handler)
     root.setLevel(settings.level)
+    uvicorn = logging.getLogger(_UVICORN_LOGGER)
+    if not any(isinstance(f, ClientAddressFilter) for f in uvicorn.filters):
+        uvicorn.addFilter(ClientAddressFilter())
     for name in _CHATTY_LIBRARIES:  # DEBUG is for our modules, not their internals
         logging.getLogger(name).setLevel(max(logging.INFO, root.level))
     logging.captureWarnings(True)

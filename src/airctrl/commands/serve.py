@@ -154,6 +154,9 @@ def run(settings: Settings) -> int:
         ssl_keyfile=str(server.tls_key_file) if tls else None,
         ssl_context_factory=tls13_context if tls else None,
         log_config=None,
+        # An access line holds the client's address and the raw path, which
+        # carries subject ids (/v1/subjects/<id>/history): nothing to log.
+        access_log=False,
         ws_max_size=server.max_upload_bytes + 1024,
         timeout_graceful_shutdown=10,
     )
