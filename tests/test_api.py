@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import json
+import logging
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import media
 import numpy as np
 import numpy.typing as npt
@@ -153,6 +156,8 @@ def _case_inputs(face: Array, landscape: bytes) -> dict[str, bytes]:
         "heic": media.heic(face),
         "half_face": media.jpeg(media.left_half_cut(face)),
         "roll45": media.jpeg(media.rotated(face, 45)),
+        # Squeezed to 55% width: cheeks closer together, as on a head turned ~50 deg.
+        "yaw": media.jpeg(cv2.resize(face, (314, 562), interpolation=cv2.INTER_AREA)),
         "grid12": media.jpeg(media.grid(face, 3, 4)),
         "closeup": media.jpeg(np.ascontiguousarray(closeup)),
         "dark": media.jpeg(media.darkened(face)),
@@ -229,6 +234,56 @@ def test_exif_rotated_photo_box_is_in_upright_coordinates(
 
     assert (rotated["width"], rotated["height"]) == (face.shape[1], face.shape[0])
     assert np.allclose(rotated["faces"][0]["box"], upright, atol=6)
+
+
+@pytest.fixture()
+def root_logging_restored() -> Iterator[None]:
+    """Put back the root logger's handlers and level after an in-process CLI run.
+
+    The CLI configures logging on a stream that capsys closes after the test;
+    left in place, that handler would spoil every later test's logging.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("root_logging_restored")
+def test_exif_rotated_photo_gets_the_same_face_from_cli_and_http(
+    client: TestClient,
+    cases: dict[str, bytes],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from airctrl.cli import main
+
+    path = tmp_path / "c05.jpg"
+    path.write_bytes(cases["exif6"])
+    code = main(["analyze", "--no-progress", "--max-faces", "12", str(path)])
+    (cli,) = json.loads(capsys.readouterr().out)["results"]
+    http = upload(client, cases["exif6"]).json()
+
+    assert code == 0
+    assert (cli["width"], cli["height"]) == (http["width"], http["height"])
+    assert [f["box"] for f in cli["faces"]] == [f["box"] for f in http["faces"]]
+    assert [f["emotion"] for f in cli["faces"]] == ["happy"]
+    assert [f["emotion"] for f in http["faces"]] == ["happy"]
+
+
+def test_turned_face_is_flagged_and_never_a_confident_wrong_emotion(
+    client: TestClient, cases: dict[str, bytes]
+) -> None:
+    response = upload(client, cases["yaw"])
+
+    assert response.status_code == 200
+    (found,) = response.json()["faces"]
+    assert {"extreme_pose", "low_confidence"} & set(found["quality_flags"]), found
+    if found["emotion"] != "happy":
+        assert found["confidence"] < 0.5, found
 
 
 def test_twelve_face_grid_reports_twelve_faces_mostly_happy(
