@@ -2,7 +2,9 @@
 
 Our own exceptions carry ``http_status`` (see :mod:`airctrl.errors`); request
 validation problems become 422; anything unexpected becomes a plain 500 whose
-body says nothing about the code (the traceback goes to the log only).
+body says nothing about the code (the traceback goes to the log only). Logged
+failures name the route template (``/v1/subjects/{subject_id}/history``), never
+the requested path, which would carry a subject id.
 """
 
 from __future__ import annotations
@@ -67,10 +69,18 @@ def error_response(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": short_detail(detail)}, status_code=status)
 
 
+def _route_of(request: Request) -> str:
+    """Return the matched route's template, never the raw path (it holds ids)."""
+    template = getattr(request.scope.get("route"), "path", None)
+    return template if isinstance(template, str) else "(no route)"
+
+
 def _airctrl_handler(request: Request, exc: Exception) -> JSONResponse:
     status = getattr(exc, "http_status", 500)
     if status >= 500 and status != 503:
-        logger.error("Request %s %s failed: %s", request.method, request.url.path, exc)
+        logger.error(
+            "Request %s %s failed: %s", request.method, _route_of(request), exc
+        )
         return error_response(500, "internal error")
     return error_response(status, str(exc) or type(exc).__name__)
 
@@ -97,7 +107,7 @@ def _http_handler(request: Request, exc: Exception) -> JSONResponse:
 
 def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
     logger.error(
-        "Unhandled error on %s %s", request.method, request.url.path, exc_info=exc
+        "Unhandled error on %s %s", request.method, _route_of(request), exc_info=exc
     )
     return error_response(500, "internal error")
 
