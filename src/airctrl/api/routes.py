@@ -31,8 +31,13 @@ from airctrl.api.schemas import (
     history_to_schema,
 )
 from airctrl.decode import decode_image
-from airctrl.errors import AirctrlError, UnsupportedMediaError
-from airctrl.metrics import metrics_payload, record_frame
+from airctrl.errors import (
+    AirctrlError,
+    DecodeError,
+    EmptyInputError,
+    UnsupportedMediaError,
+)
+from airctrl.metrics import metrics_payload, record_decode_failure, record_frame
 from airctrl.pipeline import FrameResult
 from airctrl.storage import (
     ConsentRequiredError,
@@ -116,13 +121,22 @@ def _store(state: ServiceState) -> HistoryStore:
 def detect_bytes(state: ServiceState, data: bytes) -> tuple[FrameResult, str | None]:
     """Decode ``data`` and analyse it on a pooled pipeline (blocking; use a thread).
 
+    Bytes that do not decode are counted as a decode failure in the metrics
+    (``airctrl_face_detection_failures_total{reason="decode"}``) before the
+    error is raised.
+
     Raises:
-        EmptyInputError, UnsupportedMediaError, DecodeError, ImageTooSmallError:
-            the bytes are not a usable image.
+        EmptyInputError, UnsupportedMediaError, DecodeError: the bytes are not
+            a decodable image.
+        ImageTooSmallError: the image decoded but is too small to analyse.
     """
     if state.pool is None:
         raise ServiceBusyError("model is not loaded yet")
-    decoded = decode_image(data)
+    try:
+        decoded = decode_image(data)
+    except (EmptyInputError, UnsupportedMediaError, DecodeError):
+        record_decode_failure(METRICS_SOURCE)
+        raise
     frame = Frame(decoded.image, 0, 0, METRICS_SOURCE, tuple(decoded.warnings))
     result = state.pool.process(frame)
     record_frame(METRICS_SOURCE, result)

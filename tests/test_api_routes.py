@@ -1,0 +1,100 @@
+"""airctrl.api.routes: uploads that do not decode are counted on ``/metrics``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import media
+import pytest
+from apiserver import API_KEY, base_settings
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from airctrl.api import create_app
+from airctrl.config import Settings
+
+KEY = {"X-API-Key": API_KEY}
+DECODE_FAILURES = "airctrl_face_detection_failures_total"
+
+
+@pytest.fixture(scope="module")
+def client(
+    tmp_path_factory: pytest.TempPathFactory, model_path: Path
+) -> Iterator[TestClient]:
+    folder = tmp_path_factory.mktemp("api-routes")
+    app = create_app(
+        Settings.model_validate(base_settings(folder)), model_path=model_path
+    )
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def photo(sample_path: Callable[[str], Path]) -> bytes:
+    return sample_path("single_face.jpg").read_bytes()
+
+
+def decode_failures(client: TestClient) -> float:
+    """Read the API's decode-failure count from its ``/metrics`` page (0 if absent)."""
+    text = client.get("/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == DECODE_FAILURES and sample.labels == {
+                "source": "api",
+                "reason": "decode",
+            }:
+                return float(sample.value)
+    return 0.0
+
+
+@pytest.mark.parametrize(
+    ("make_upload", "status"),
+    [
+        (media.truncated, 422),
+        (lambda photo: media.HTML_PAGE, 415),
+        (lambda photo: b"", 400),
+    ],
+    ids=["truncated-jpeg", "html-page", "empty-file"],
+)
+def test_undecodable_upload_adds_one_decode_failure(
+    client: TestClient,
+    photo: bytes,
+    make_upload: Callable[[bytes], bytes],
+    status: int,
+) -> None:
+    before = decode_failures(client)
+
+    response = client.post(
+        "/v1/detect", files={"file": ("upload.jpg", make_upload(photo))}, headers=KEY
+    )
+
+    assert response.status_code == status
+    assert decode_failures(client) - before == 1
+
+
+def test_decodable_upload_adds_no_decode_failure(
+    client: TestClient, photo: bytes
+) -> None:
+    before = decode_failures(client)
+
+    response = client.post("/v1/detect", files={"file": ("a.jpg", photo)}, headers=KEY)
+
+    assert response.status_code == 200
+    assert decode_failures(client) == before
+
+
+def test_each_undecodable_batch_item_adds_one_decode_failure(
+    client: TestClient, photo: bytes
+) -> None:
+    before = decode_failures(client)
+    files = [
+        ("files", ("a.jpg", media.truncated(photo))),
+        ("files", ("b.jpg", photo)),
+        ("files", ("c.html", media.HTML_PAGE)),
+    ]
+
+    response = client.post("/v1/detect/batch", files=files, headers=KEY)
+
+    assert [item["status"] for item in response.json()["items"]] == [422, 200, 415]
+    assert decode_failures(client) - before == 2
