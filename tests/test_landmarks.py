@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -68,6 +69,45 @@ def test_single_face_is_found_where_it_is(
     assert len(found.faces) == 1
     assert contains(found.faces[0].box, *media.FACE_CENTER_XY)
     assert found.flags == ()
+
+
+#: The 52 blendshape categories the Face Landmarker model outputs (ARKit's 51
+#: face shapes plus ``_neutral``), written out by hand rather than read from
+#: our code.
+MEDIAPIPE_BLENDSHAPES = {
+    "_neutral",
+    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft",
+    "browOuterUpRight", "cheekPuff", "cheekSquintLeft", "cheekSquintRight",
+    "eyeBlinkLeft", "eyeBlinkRight", "eyeLookDownLeft", "eyeLookDownRight",
+    "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft", "eyeLookOutRight",
+    "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft", "eyeSquintRight",
+    "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen", "jawRight",
+    "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft",
+    "mouthFrownRight", "mouthFunnel", "mouthLeft", "mouthLowerDownLeft",
+    "mouthLowerDownRight", "mouthPressLeft", "mouthPressRight", "mouthPucker",
+    "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower",
+    "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight", "mouthStretchLeft",
+    "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight", "noseSneerLeft",
+    "noseSneerRight",
+}  # fmt: skip
+
+
+def test_single_face_keeps_478_points_52_blendshapes_and_a_head_pose(
+    detect: Callable[..., Detection], happy_face_rgb: Array
+) -> None:
+    face = detect(happy_face_rgb).faces[0]
+
+    pose = (face.pose.yaw_deg, face.pose.pitch_deg, face.pose.roll_deg)
+    assert len(MEDIAPIPE_BLENDSHAPES) == 52
+    assert face.points.shape == (478, 3) and face.points.dtype == np.float32
+    assert np.isfinite(face.points).all()
+    assert set(face.blendshapes) == MEDIAPIPE_BLENDSHAPES
+    assert all(0.0 <= score <= 1.0 for score in face.blendshapes.values())
+    assert all(math.isfinite(angle) for angle in pose)
+    # A frontal portrait: the pose comes from the model's matrix (the fallback
+    # without one is exactly 0, 0, 0) and stays well inside +-25 degrees.
+    assert pose != (0.0, 0.0, 0.0)
+    assert all(abs(angle) < 25 for angle in pose)
 
 
 def test_exif_rotated_photo_box_is_in_upright_coordinates(

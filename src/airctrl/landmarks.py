@@ -318,8 +318,7 @@ class LandmarkDetector:
             blendshapes: dict[str, float] = {}
             if result.face_blendshapes and index < len(result.face_blendshapes):
                 for category in result.face_blendshapes[index]:
-                    if category.category_name != "_neutral":
-                        blendshapes[category.category_name] = float(category.score)
+                    blendshapes[category.category_name] = float(category.score)
 
             if result.facial_transformation_matrixes and index < len(
                 result.facial_transformation_matrixes

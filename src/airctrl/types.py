@@ -86,8 +86,8 @@ class FaceLandmarks:
     ``points`` is (478, 3) float32: x and y normalised to the image width and
     height (0..1, may fall slightly outside for faces cut by the border), z in
     roughly the same scale as x. ``blendshapes`` maps MediaPipe's 52 blendshape
-    names (``_neutral`` excluded) to scores in 0..1. ``is_partial`` is true when
-    the face runs off the image edge.
+    names (ARKit's 51 plus ``_neutral``) to scores in 0..1; empty when the model
+    gave none. ``is_partial`` is true when the face runs off the image edge.
     """
 
     points: npt.NDArray[np.float32]
