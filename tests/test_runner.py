@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -70,6 +71,51 @@ def test_run_headless_on_video_writes_annotated_video_and_events(
     assert len(face_frames) >= 70
     assert "72 frames analysed" in out
     assert "emotions:" in out
+
+
+#: `airctrl run` prints lines like "main: 181 frames, 181 faces, 48.8 FPS | ..."
+#: while it works (see airctrl.commands.run).
+PROGRESS_LINE = re.compile(r"^main: \d+ frames, \d+ faces, \d+\.\d FPS", re.MULTILINE)
+
+
+@pytest.mark.slow
+def test_run_headless_on_the_20_second_sample_writes_every_frame_and_reports(
+    tmp_path: Path,
+    sample_path: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The README's main job: WolfgangLanger_Pexels.mp4 (472 frames, one face)."""
+    from airctrl.commands import run as run_command_module
+
+    # Piped output reports every 5 s; ask for every second so a fast machine
+    # that finishes the clip in under 5 s still shows a line.
+    real_run = run_command_module.run
+
+    def run_reporting_every_second(*args: Any, **kwargs: Any) -> Any:
+        return real_run(*args, **{**kwargs, "progress_interval_s": 1.0})
+
+    monkeypatch.setattr(run_command_module, "run", run_reporting_every_second)
+
+    code = main(["run", "--source", str(sample_path("WolfgangLanger_Pexels.mp4")),
+                 "--headless", "--output-dir", str(tmp_path)])  # fmt: skip
+
+    captured = capsys.readouterr()
+    events = read_events(tmp_path / "events.jsonl")
+    face_frames = {e["frame"] for e in events if e["event"] == "face"}
+    shares = re.search(r"^  emotions: (.+)$", captured.out, re.MULTILINE)
+    percents = re.findall(r" (\d+\.\d)%", shares[1] if shares else "")
+    assert code == 0
+    assert count_video_frames(tmp_path / "annotated.mp4") == 472
+    assert len(face_frames) >= 0.95 * 472
+    assert PROGRESS_LINE.search(captured.err), captured.err
+    assert re.search(
+        r"^source main: 472 frames analysed, \d+ with a face, \d+ face observations, "
+        r"\d+\.\d FPS average$",
+        captured.out,
+        re.MULTILINE,
+    ), captured.out
+    assert sum(map(float, percents)) == pytest.approx(100.0, abs=0.5)
 
 
 def test_run_with_csv_writes_one_row_per_face(
