@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -11,12 +12,15 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import cv2
+import media
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from airctrl.capture import CameraSource
@@ -456,6 +460,71 @@ def test_run_overloaded_live_source_goes_light_and_skips_frames(
     assert after - before == s.skipped_frames
 
 
+class PacedSource:
+    """A recorded-video stand-in: the same real face frame at 25 fps, never skipped."""
+
+    kind = "video"
+    fps = 25.0
+
+    def __init__(self, image: np.ndarray, count: int) -> None:
+        self.image = image
+        self.count = count
+
+    def __iter__(self) -> Iterator[Frame]:
+        for i in range(self.count):
+            yield Frame(self.image, i * 40, i, "paced")
+
+    def close(self) -> None:
+        pass
+
+
+def test_run_light_mode_turns_off_when_the_load_eases(
+    tmp_path: Path,
+    model_path: Path,
+    happy_face_rgb: np.ndarray,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from airctrl.pipeline import Pipeline
+
+    # The first frames carry 0.2 s of extra work (at most 5 FPS, under the 6 FPS
+    # threshold once the 10 warm-up frames are past); then the load eases to
+    # the real pipeline alone, tens of FPS here, well over the 8 FPS recovery.
+    slow_frames, total_frames = 14, 60
+    real_process = Pipeline.process
+    processed = 0
+
+    def process_under_load(self: Pipeline, frame: Frame) -> Any:
+        nonlocal processed
+        processed += 1
+        if processed <= slow_frames:
+            time.sleep(0.2)
+        return real_process(self, frame)
+
+    monkeypatch.setattr(Pipeline, "process", process_under_load)
+    caplog.set_level(logging.INFO, logger="airctrl.runner")
+    settings = Settings(
+        sources=[SourceSettings(source="paced", name="easing-test")],
+        hud=HudSettings(light_mode_below_fps=6, light_mode_recover_fps=8),
+    )
+
+    summary = run(
+        settings,
+        RunOptions(output_dir=tmp_path, write_video=False),
+        model_path=model_path,
+        source_factory=lambda *_: PacedSource(happy_face_rgb, total_frames),
+    )
+
+    switches = [
+        r.getMessage().split("light HUD ")[1].split()[0]
+        for r in caplog.records
+        if r.name == "airctrl.runner" and "light HUD" in r.getMessage()
+    ]
+    assert switches == ["on", "off"]
+    assert summary.sources[0].light_mode is False
+    assert summary.sources[0].frames == total_frames
+
+
 def test_run_file_sources_are_never_skipped(
     tmp_path: Path, model_path: Path, sample_path: Callable[[str], Path]
 ) -> None:
@@ -498,6 +567,72 @@ def test_run_several_sources_keep_their_own_outputs(
     assert {e["source"] for e in door} == {"door"}
     assert not [e for e in hall if e["event"] == "face"]
     assert {e["face_id"] for e in door if e["event"] == "face"} == {1}
+
+
+def _sample(name: str, **labels: str) -> float:
+    """Read one sample from the metrics registry (0 when it was never set)."""
+    from airctrl import metrics
+
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def _image_folder(folder: Path, image: npt.NDArray[np.uint8], count: int) -> Path:
+    """Write ``count`` copies of ``image`` as JPEG files into a new ``folder``."""
+    folder.mkdir()
+    for number in range(count):
+        (folder / f"{number:02d}.jpg").write_bytes(media.jpeg(image))
+    return folder
+
+
+def test_run_several_sources_count_frames_under_their_own_labels(
+    tmp_path: Path, model_path: Path, happy_face_rgb: npt.NDArray[np.uint8]
+) -> None:
+    # Names no other test uses, so every count here comes from this run.
+    door, hall = f"door-{uuid.uuid4().hex[:6]}", f"hall-{uuid.uuid4().hex[:6]}"
+    settings = Settings(
+        sources=[
+            SourceSettings(
+                source=str(_image_folder(tmp_path / "a", happy_face_rgb, 2)), name=door
+            ),
+            SourceSettings(
+                source=str(_image_folder(tmp_path / "b", happy_face_rgb, 3)), name=hall
+            ),
+        ]
+    )
+
+    run(
+        settings,
+        RunOptions(output_dir=tmp_path / "out", write_video=False, draw_hud=False),
+        model_path=model_path,
+    )
+
+    frames = "airctrl_frames_processed_total"
+    assert _sample(frames, source=door) == 2
+    assert _sample(frames, source=hall) == 3
+    assert _sample(frames, source="main") == _sample(frames, source="cam1") == 0
+
+
+def test_run_counts_each_undecodable_file_in_a_folder_as_a_decode_failure(
+    tmp_path: Path, model_path: Path, happy_face_rgb: npt.NDArray[np.uint8]
+) -> None:
+    folder = _image_folder(tmp_path / "in", happy_face_rgb, 2)
+    (folder / "03-cut.jpg").write_bytes(media.truncated(media.jpeg(happy_face_rgb)))
+    (folder / "04-page.jpg").write_bytes(media.HTML_PAGE)
+    name = f"shelf-{uuid.uuid4().hex[:6]}"
+    settings = Settings(sources=[SourceSettings(source=str(folder), name=name)])
+
+    summary = run(
+        settings,
+        RunOptions(output_dir=tmp_path / "out", write_video=False, draw_hud=False),
+        model_path=model_path,
+    )
+
+    failures = _sample(
+        "airctrl_face_detection_failures_total", source=name, reason="decode"
+    )
+    assert summary.sources[0].error is None
+    assert _sample("airctrl_frames_processed_total", source=name) == 2
+    assert failures == 2
 
 
 def test_run_encrypts_events_when_configured(
