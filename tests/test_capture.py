@@ -240,6 +240,28 @@ def test_folder_skips_unreadable_files_with_warnings(
     assert "HTML" in source.skipped[0][1] and "truncated" in source.skipped[1][1]
 
 
+def test_folder_reports_each_undecodable_file_but_not_a_video(
+    happy_face_rgb: Array, small_mp4: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "a-page.jpg").write_bytes(media.HTML_PAGE)
+    (tmp_path / "b.jpg").write_bytes(media.jpeg(happy_face_rgb))
+    (tmp_path / "c-cut.jpg").write_bytes(media.truncated(media.jpeg(happy_face_rgb)))
+    (tmp_path / "d.mp4").write_bytes(small_mp4.read_bytes())
+    failures: list[tuple[str, str]] = []
+
+    frames = list(
+        FolderSource(
+            tmp_path,
+            source_id="shelf",
+            on_decode_failure=lambda *failure: failures.append(failure),
+        )
+    )
+
+    assert len(frames) == 1
+    assert [source_id for source_id, _ in failures] == ["shelf", "shelf"]
+    assert "HTML" in failures[0][1] and "truncated" in failures[1][1]
+
+
 # -- open_source ---------------------------------------------------------------------
 
 
@@ -425,6 +447,27 @@ def test_camera_failed_reads_mean_lost_then_backoff_then_resume(
     assert camera.backoff_history == pytest.approx([0.01, 0.02, 0.04])
     assert camera.outages == 1 and camera.reconnects == 1
     assert increasing([f.timestamp_ms for f in frames])
+
+
+def test_camera_frame_that_cannot_be_converted_is_skipped_and_reported(
+    factory_cleanup: list[ScriptedFactory],
+) -> None:
+    unusable = np.zeros((24, 32, 3), dtype=np.float32)
+    factory = ScriptedFactory([[shade(1), unusable, shade(2)]])
+    factory_cleanup.append(factory)
+    failures: list[tuple[str, str]] = []
+    camera = CameraSource(
+        0,
+        live_settings(),
+        capture_factory=factory,
+        on_decode_failure=lambda *failure: failures.append(failure),
+    )
+
+    frames = take(camera, 2)
+
+    assert values_of(frames) == [1, 2]
+    assert len(failures) == 1 and failures[0][0] == camera.source_id
+    assert "float32" in failures[0][1]
 
 
 def test_camera_repeating_one_frame_is_lost_and_never_repeats_it(

@@ -49,6 +49,7 @@ __all__ = [
     "CameraSource",
     "CaptureFactory",
     "CaptureLike",
+    "DecodeFailureCallback",
     "FolderSource",
     "FrameSource",
     "ImageSource",
@@ -70,6 +71,9 @@ SourceStatus = Literal[
 ]
 #: Called with (source_id, new status) on every status change.
 StatusCallback = Callable[[str, str], None]
+#: Called with (source_id, reason) for each frame or file that arrived but could
+#: not be decoded and was skipped (the run goes on without it).
+DecodeFailureCallback = Callable[[str, str], None]
 
 #: URL schemes handled by :class:`StreamSource`.
 STREAM_SCHEMES = frozenset(
@@ -139,6 +143,13 @@ def _bgr_to_rgb(frame: Any) -> npt.NDArray[np.uint8] | None:
     return None
 
 
+def _describe_unusable(frame: Any) -> str:
+    """Say why a frame a capture handed over cannot be used (for callbacks)."""
+    if not isinstance(frame, np.ndarray):
+        return f"capture returned {type(frame).__name__}, not an image array"
+    return f"unusable frame: shape {frame.shape}, dtype {frame.dtype}"
+
+
 class _Timestamps:
     """Keep timestamps strictly increasing: a repeat or step back becomes last + 1."""
 
@@ -162,6 +173,9 @@ class FrameSource(ABC):
     call :meth:`close` to free the device. ``status`` says how the source is
     doing (:data:`SourceStatus`), ``outages`` counts how often a live source
     lost its feed, and ``warnings`` collects notes such as skipped files.
+    ``on_decode_failure`` hears of every skipped undecodable file (folders) or
+    frame (cameras, streams); a video file's unreadable frame ends the file
+    instead, and a single image that does not decode raises.
     """
 
     kind: str = "source"
@@ -171,10 +185,12 @@ class FrameSource(ABC):
         source_id: str,
         *,
         on_status: StatusCallback | None = None,
+        on_decode_failure: DecodeFailureCallback | None = None,
         stop_event: threading.Event | None = None,
     ) -> None:
         self.source_id = source_id
         self.on_status = on_status
+        self.on_decode_failure = on_decode_failure
         self.stop_event = stop_event or threading.Event()
         self.status: str = "connecting"
         self.outages = 0
@@ -192,6 +208,16 @@ class FrameSource(ABC):
                 self.on_status(self.source_id, status)
             except Exception:  # a broken callback must not kill capture
                 logger.exception("Status callback for %s failed", self.source_id)
+
+    def _decode_failed(self, reason: str) -> None:
+        """Tell ``on_decode_failure`` that an input was skipped as undecodable."""
+        if self.on_decode_failure is not None:
+            try:
+                self.on_decode_failure(self.source_id, reason)
+            except Exception:  # a broken callback must not kill capture
+                logger.exception(
+                    "Decode-failure callback for %s failed", self.source_id
+                )
 
     @abstractmethod
     def frames(self) -> Iterator[Frame]:
@@ -371,8 +397,10 @@ class FolderSource(FrameSource):
 
     Frames are one second apart (``timestamp_ms`` = 1000 x position). Files that
     are not images or fail to decode are skipped with a warning in
-    ``warnings`` (and the log), never a crash. Sub-folders and hidden files are
-    ignored. ``skipped`` lists (file name, reason) pairs.
+    ``warnings`` (and the log), never a crash, and reported to
+    ``on_decode_failure``; videos are skipped too but are no decode failure.
+    Sub-folders and hidden files are ignored. ``skipped`` lists (file name,
+    reason) pairs.
 
     Limitation: video files inside the folder are skipped, not analysed; pass
     them as their own ``--source`` (``airctrl analyze`` on a folder reads both).
@@ -386,13 +414,17 @@ class FolderSource(FrameSource):
         *,
         source_id: str | None = None,
         on_status: StatusCallback | None = None,
+        on_decode_failure: DecodeFailureCallback | None = None,
         stop_event: threading.Event | None = None,
     ) -> None:
         self.path = Path(path)
         if not self.path.is_dir():
             raise SourceError(f"{self.path}: not a folder")
         super().__init__(
-            source_id or self.path.name, on_status=on_status, stop_event=stop_event
+            source_id or self.path.name,
+            on_status=on_status,
+            on_decode_failure=on_decode_failure,
+            stop_event=stop_event,
         )
         self.skipped: list[tuple[str, str]] = []
 
@@ -426,6 +458,7 @@ class FolderSource(FrameSource):
                 decoded = read_image(entry)
             except (AirctrlError, OSError) as exc:
                 self._skip(entry, str(exc))
+                self._decode_failed(str(exc))
                 continue
             yield Frame(
                 decoded.image, position * 1000, position, entry.name, decoded.warnings
@@ -539,10 +572,16 @@ class _LiveSource(FrameSource):
         source_id: str,
         capture_factory: CaptureFactory | None = None,
         on_status: StatusCallback | None = None,
+        on_decode_failure: DecodeFailureCallback | None = None,
         stop_event: threading.Event | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        super().__init__(source_id, on_status=on_status, stop_event=stop_event)
+        super().__init__(
+            source_id,
+            on_status=on_status,
+            on_decode_failure=on_decode_failure,
+            stop_event=stop_event,
+        )
         self.target = target
         self.settings = settings
         self._factory = capture_factory or self._default_factory
@@ -675,6 +714,8 @@ class _LiveSource(FrameSource):
                     if rgb is None:
                         problem = "read returned no frame"
                         failures += 1
+                        if ok:
+                            self._decode_failed(_describe_unusable(raw))
 
                 if rgb is None:
                     if failures >= FAILED_READS_FOR_OUTAGE:
@@ -742,6 +783,7 @@ class CameraSource(_LiveSource):
         *,
         capture_factory: CaptureFactory | None = None,
         on_status: StatusCallback | None = None,
+        on_decode_failure: DecodeFailureCallback | None = None,
         stop_event: threading.Event | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -754,6 +796,7 @@ class CameraSource(_LiveSource):
             source_id=settings.name or f"camera{index}",
             capture_factory=capture_factory,
             on_status=on_status,
+            on_decode_failure=on_decode_failure,
             stop_event=stop_event,
             rng=rng,
         )
@@ -785,6 +828,7 @@ class StreamSource(_LiveSource):
         *,
         capture_factory: CaptureFactory | None = None,
         on_status: StatusCallback | None = None,
+        on_decode_failure: DecodeFailureCallback | None = None,
         stop_event: threading.Event | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -801,6 +845,7 @@ class StreamSource(_LiveSource):
             source_id=settings.name or redact_url(url),
             capture_factory=capture_factory,
             on_status=on_status,
+            on_decode_failure=on_decode_failure,
             stop_event=stop_event,
             rng=rng,
         )
@@ -821,6 +866,7 @@ def open_source(
     stop_event: threading.Event | None = None,
     *,
     on_status: StatusCallback | None = None,
+    on_decode_failure: DecodeFailureCallback | None = None,
     capture_factory: CaptureFactory | None = None,
 ) -> FrameSource:
     """Pick and open the right source for ``spec``.
@@ -828,6 +874,8 @@ def open_source(
     Digits are a camera index; ``rtsp://``, ``http(s)://`` and the other
     :data:`STREAM_SCHEMES` are streams; a folder is a :class:`FolderSource`;
     a file is an image or a video by its content (never its extension).
+    ``on_decode_failure`` goes to the kinds that skip undecodable input: folders,
+    cameras and streams (see :class:`FrameSource`).
 
     Raises:
         ValueError: ``spec`` is empty.
@@ -842,16 +890,19 @@ def open_source(
     settings = settings or SourceSettings(source=spec)
     common: dict[str, Any] = {"on_status": on_status, "stop_event": stop_event}
 
+    # Only these kinds skip an undecodable input and go on (see FrameSource).
+    skipping: dict[str, Any] = {**common, "on_decode_failure": on_decode_failure}
+
     if spec.isdigit():
         return CameraSource(
-            int(spec), settings, capture_factory=capture_factory, **common
+            int(spec), settings, capture_factory=capture_factory, **skipping
         )
     if urlsplit(spec).scheme.lower() in STREAM_SCHEMES:
-        return StreamSource(spec, settings, capture_factory=capture_factory, **common)
+        return StreamSource(spec, settings, capture_factory=capture_factory, **skipping)
 
     path = Path(spec).expanduser()
     if path.is_dir():
-        return FolderSource(path, source_id=settings.name, **common)
+        return FolderSource(path, source_id=settings.name, **skipping)
     if not path.exists():
         raise SourceError(f"{spec}: no such file, folder, camera index or stream URL")
     kind = sniff_kind(path)

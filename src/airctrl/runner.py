@@ -287,12 +287,17 @@ class SourceWorker(threading.Thread):
             self.source_settings,
             self.source_stop,
             on_status=self._on_status,
+            on_decode_failure=self._on_decode_failure,
         )
 
     def _on_status(self, source_id: str, status: str) -> None:
         """Record a source status change (called from the capture code)."""
         with self._sinks_lock:
             self._set_state(status, self._sinks)
+
+    def _on_decode_failure(self, source_id: str, reason: str) -> None:
+        """Count a file or frame the source skipped as undecodable (capture logs it)."""
+        metrics.record_decode_failure(self.source_id)
 
     def _run(self) -> None:
         source = self._open_source()  # first, so a bad source leaves no empty files
