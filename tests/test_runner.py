@@ -584,6 +584,34 @@ def _image_folder(folder: Path, image: npt.NDArray[np.uint8], count: int) -> Pat
     return folder
 
 
+def test_run_several_sources_count_frames_under_their_own_labels(
+    tmp_path: Path, model_path: Path, happy_face_rgb: npt.NDArray[np.uint8]
+) -> None:
+    # Names no other test uses, so every count here comes from this run.
+    door, hall = f"door-{uuid.uuid4().hex[:6]}", f"hall-{uuid.uuid4().hex[:6]}"
+    settings = Settings(
+        sources=[
+            SourceSettings(
+                source=str(_image_folder(tmp_path / "a", happy_face_rgb, 2)), name=door
+            ),
+            SourceSettings(
+                source=str(_image_folder(tmp_path / "b", happy_face_rgb, 3)), name=hall
+            ),
+        ]
+    )
+
+    run(
+        settings,
+        RunOptions(output_dir=tmp_path / "out", write_video=False, draw_hud=False),
+        model_path=model_path,
+    )
+
+    frames = "airctrl_frames_processed_total"
+    assert _sample(frames, source=door) == 2
+    assert _sample(frames, source=hall) == 3
+    assert _sample(frames, source="main") == _sample(frames, source="cam1") == 0
+
+
 def test_run_counts_each_undecodable_file_in_a_folder_as_a_decode_failure(
     tmp_path: Path, model_path: Path, happy_face_rgb: npt.NDArray[np.uint8]
 ) -> None:
