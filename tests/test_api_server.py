@@ -1,10 +1,11 @@
-"""`airctrl serve` as real uvicorn subprocesses: TLS 1.3, workers, load, limits, logs."""
+"""`airctrl serve` in real uvicorn subprocesses: TLS, workers, Redis, limits, logs."""
 
 from __future__ import annotations
 
 import datetime
 import json
 import re
+import shutil
 import socket
 import ssl
 import threading
@@ -18,12 +19,14 @@ import httpx
 import media
 import numpy as np
 import pytest
-from apiserver import API_KEY, airctrl_server, base_settings, server_log
+from apiserver import API_KEY, airctrl_server, base_settings, redis_server, server_log
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from PIL import Image
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
 
 KEY = {"X-API-Key": API_KEY}
 #: Load test length; long enough for both workers to serve many mixed requests.
@@ -189,6 +192,107 @@ def test_sixteen_clients_each_get_their_own_image_answered(
     assert sum(outcomes.values()) >= CLIENTS * 3
     assert mismatches == []
     assert set(outcomes) == {"200"}
+
+
+# -- two workers sharing one Redis ----------------------------------------------------
+
+#: Uploads recorded for one subject, split over 4 clients on fresh connections.
+SHARED_UPLOADS = 24
+
+
+@pytest.fixture()
+def redis_workers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, str, Path]]:
+    """Two workers on one redis-server; yield server URL, Redis URL, metrics folder."""
+    folder = tmp_path_factory.mktemp("redis-workers")
+    metrics_dir = folder / "metrics"
+    with redis_server(folder) as redis_url:
+        settings = base_settings(folder, workers=2)
+        settings["storage"] = {"backend": "redis", "redis_url": redis_url}
+        settings["metrics"] = {"multiprocess_dir": str(metrics_dir)}
+        with airctrl_server(folder, settings) as url:
+            yield url, redis_url, metrics_dir
+
+
+def detects_per_worker(metrics_dir: Path, scratch: Path) -> list[float]:
+    """Return each worker's count of answered uploads, read from its own metrics file.
+
+    prometheus_client keeps one ``counter_<pid>.db`` per process; each is read
+    alone by pointing a collector at a folder holding only that file.
+    """
+    labels = {"method": "POST", "route": "/v1/detect", "status": "200"}
+    counts = []
+    for file in sorted(metrics_dir.glob("counter_*.db")):
+        alone = scratch / file.stem
+        alone.mkdir()
+        shutil.copy(file, alone / file.name)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(alone))
+        counts.append(
+            registry.get_sample_value("airctrl_http_requests_total", labels) or 0.0
+        )
+    return counts
+
+
+def test_workers_share_redis_history_and_erasure_leaves_no_key(
+    redis_workers: tuple[str, str, Path],
+    load_images: dict[int, bytes],
+    tmp_path: Path,
+) -> None:
+    import redis
+
+    url, redis_url, metrics_dir = redis_workers
+    subject = "shared-7c1e"
+    failures: list[int] = []
+
+    def upload_for_subject(count: int) -> None:
+        # Connection: close, so the kernel hands each request to either worker.
+        headers = {**KEY, "Connection": "close"}
+        with httpx.Client(base_url=url, timeout=60, headers=headers) as client:
+            for _ in range(count):
+                response = client.post(
+                    "/v1/detect",
+                    params={"subject_id": subject},
+                    files={"file": ("one.jpg", load_images[1])},
+                )
+                if response.status_code != 200 or response.json()["face_count"] != 1:
+                    failures.append(response.status_code)
+
+    with httpx.Client(base_url=url, timeout=60, headers=KEY) as client:
+        client.put(f"/v1/subjects/{subject}/consent").raise_for_status()
+        client.put("/v1/subjects/keeper/consent").raise_for_status()
+        client.post(
+            "/v1/detect",
+            params={"subject_id": "keeper"},
+            files={"file": ("one.jpg", load_images[1])},
+        ).raise_for_status()
+    threads = [
+        threading.Thread(target=upload_for_subject, args=(SHARED_UPLOADS // 4,))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    with httpx.Client(base_url=url, timeout=60, headers=KEY) as client:
+        history = client.get(f"/v1/subjects/{subject}/history").json()
+        deleted = client.delete(f"/v1/subjects/{subject}").json()
+        after = client.get(f"/v1/subjects/{subject}/history").status_code
+
+    served = detects_per_worker(metrics_dir, tmp_path)
+    assert failures == []
+    assert len(served) == 2 and min(served) >= 1, served
+    assert history["frames"] == SHARED_UPLOADS
+    assert sum(history["counts"].values()) == SHARED_UPLOADS
+    assert sum(s["frames"] for s in history["sessions"]) == SHARED_UPLOADS
+    assert deleted == {"subject_id": subject, "deleted": True}
+    assert after == 404
+    raw = redis.Redis.from_url(redis_url, decode_responses=True)
+    keys = list(raw.scan_iter(match="*", count=1000))
+    assert any("keeper" in key for key in keys)  # the scan does see stored keys
+    assert [key for key in keys if subject in key] == []
+    assert all(subject.encode() not in (raw.dump(key) or b"") for key in keys)
 
 
 def test_chunked_upload_over_limit_is_cut_off_early(workers_server: str) -> None:
