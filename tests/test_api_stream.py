@@ -8,9 +8,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import media
+import numpy as np
 import pytest
 from apiserver import API_KEY, api_key_hash
 from fastapi.testclient import TestClient
+from PIL import Image
 from starlette.websockets import WebSocketDisconnect
 
 from airctrl.api import create_app
@@ -296,3 +299,68 @@ def test_stream_with_no_history_backend_says_it_stores_nothing(
 
     assert ready["storing"] is False
     assert len(answers) == 2
+
+
+# -- sessions side by side ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pair_frames(sample_path: Callable[[str], Path]) -> list[bytes]:
+    """18 frames of a still: two copies of single_face.jpg side by side (2 faces)."""
+    with Image.open(sample_path("single_face.jpg")) as image:
+        face = np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+    return [media.jpeg(media.grid(face, 1, 2))] * 18
+
+
+def faces_by_frame(answers: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """Each answer as (frame, timestamp, faces as (track id, emotion, box))."""
+    return [
+        (
+            a["frame"],
+            a["timestamp_ms"],
+            [(f["id"], f["emotion"], f["box"]) for f in a["faces"]],
+        )
+        for a in answers
+    ]
+
+
+def test_two_open_sessions_keep_their_own_tracks_and_timestamps(
+    client: TestClient, frames: list[bytes], pair_frames: list[bytes]
+) -> None:
+    # B's clock lags A's: one landmarker shared by both would refuse B's frames.
+    stamps = {"a": [i * 133 for i in range(18)], "b": [i * 50 for i in range(18)]}
+    sent = {"a": frames, "b": pair_frames}
+    alone = {}
+    for name in ("a", "b"):
+        with client.websocket_connect("/v1/stream", headers=KEY) as ws:
+            _, answers = run_session(ws, sent[name], hello={}, timestamps=stamps[name])
+        alone[name] = answers
+
+    mixed: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
+    with (
+        client.websocket_connect("/v1/stream", headers=KEY) as ws_a,
+        client.websocket_connect("/v1/stream", headers=KEY) as ws_b,
+    ):
+        sockets = {"a": ws_a, "b": ws_b}
+        for ws in sockets.values():
+            ws.send_text("{}")
+            ws.receive_json()
+        for index in range(18):
+            # Both frames are sent before either answer is read, so the two
+            # sessions analyse at the same time.
+            for name, ws in sockets.items():
+                ws.send_text(json.dumps({"timestamp_ms": stamps[name][index]}))
+                ws.send_bytes(sent[name][index])
+            for name, ws in sockets.items():
+                mixed[name].append(ws.receive_json())
+        for ws in sockets.values():
+            ws.send_text(json.dumps({"type": "end"}))
+
+    for name in ("a", "b"):
+        assert [m["type"] for m in mixed[name]] == ["result"] * 18, mixed[name]
+        assert [m["frame"] for m in mixed[name]] == list(range(18))
+        assert [m["timestamp_ms"] for m in mixed[name]] == stamps[name]
+        assert faces_by_frame(mixed[name]) == faces_by_frame(alone[name])
+    assert {len(m["faces"]) for m in mixed["a"]} == {1}
+    assert {len(m["faces"]) for m in mixed["b"]} == {2}
+    assert len({f["id"] for m in mixed["b"] for f in m["faces"]}) == 2
