@@ -156,6 +156,26 @@ def test_fps_gauge_measures_frames_per_second_over_trailing_window(source: str) 
     assert _value("airctrl_fps", source=source) == 0.0
 
 
+def test_fps_histogram_samples_the_window_rate_once_a_second(source: str) -> None:
+    # 25 frames 0.125 s apart (8 fps, exact in binary) over 3 s. Samples fall on
+    # the 2nd frame (the first with a rate), then 1 s and 2 s after it.
+    for step in range(25):
+        metrics.record_frame(source, _frame(source, step * 125), now=100 + step / 8)
+
+    histogram = "airctrl_frames_per_second"
+    assert _value(f"{histogram}_count", source=source) == 3
+    assert _value(f"{histogram}_sum", source=source) == pytest.approx(24.0)
+    assert _value(f"{histogram}_bucket", source=source, le="5.0") == 0
+    assert _value(f"{histogram}_bucket", source=source, le="8.0") == 3
+
+
+def test_fps_histogram_takes_no_sample_before_a_rate_exists(source: str) -> None:
+    metrics.record_frame(source, _frame(source, 0), now=100.0)
+
+    assert _value("airctrl_frames_per_second_count", source=source) == 0
+    assert _value("airctrl_fps", source=source) == 0.0
+
+
 def test_camera_state_is_one_hot_and_counts_outages_and_reconnects(source: str) -> None:
     # connected -> lost -> reconnecting is one outage; back to connected is one
     # reconnect; connected -> failed is the second outage.
@@ -299,6 +319,7 @@ def test_every_metric_shares_the_prefix_and_counters_end_in_total() -> None:
     assert names and all(name.startswith(metrics.PREFIX) for name in names)
     assert counter_names and all(name.endswith("_total") for name in counter_names)
     assert "airctrl_fps" in names and "airctrl_frame_processing_seconds_bucket" in names
+    assert "airctrl_frames_per_second_bucket" in names
 
 
 def test_metrics_server_serves_the_registry_over_http(source: str) -> None:

@@ -58,6 +58,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "CAMERA_STATES",
     "FACE_EXPECTED_WINDOW_SECONDS",
+    "FPS_SAMPLE_SECONDS",
     "FPS_WINDOW_SECONDS",
     "PREFIX",
     "REGISTRY",
@@ -105,6 +106,14 @@ FACE_EXPECTED_WINDOW_SECONDS: Final = 2.0
 #: Trailing window over which ``airctrl_fps`` is measured (wall clock).
 FPS_WINDOW_SECONDS: Final = 5.0
 
+#: How often (wall clock, per source) the trailing-window rate is added to the
+#: ``airctrl_frames_per_second`` histogram. A fixed cadence makes each
+#: observation stand for the same stretch of time, so its quantiles read as
+#: "the share of time the source ran below N fps"; one observation per frame
+#: would give fast stretches more weight than the slow ones an operator cares
+#: about.
+FPS_SAMPLE_SECONDS: Final = 1.0
+
 #: Faces over which ``airctrl_confidence_mean`` is averaged.
 _CONFIDENCE_WINDOW_FACES: Final = 100
 
@@ -149,6 +158,15 @@ FPS = Gauge(
     "Processed frames per second over the last few seconds (wall clock).",
     ["source"],
     multiprocess_mode="livesum",
+    registry=REGISTRY,
+)
+FPS_HISTOGRAM = Histogram(
+    "airctrl_frames_per_second",
+    "Processed frames per second over the last 5 s, sampled once a second "
+    "(wall clock) while frames arrive.",
+    ["source"],
+    # 10 is the low-FPS alert threshold; 15, 25 and 30 are common camera rates.
+    buckets=(1, 2, 5, 8, 10, 12, 15, 20, 25, 30, 45, 60, 120),
     registry=REGISTRY,
 )
 FACE_DETECTION_FAILURES = Counter(
@@ -247,6 +265,7 @@ class _SourceState:
         default_factory=lambda: deque(maxlen=_CONFIDENCE_WINDOW_FACES)
     )
     camera_state: CameraState | None = None
+    fps_sampled_at: float | None = None
 
 
 _lock = threading.Lock()
@@ -293,11 +312,13 @@ def record_frame(
     """Count one processed frame and what was found in it.
 
     Updates frames processed, faces per frame, processing time, emotions per
-    label, confidence (histogram and rolling mean), the FPS gauge, and the
-    ``no_face`` failure counter when the frame has no face although the source
-    had one less than :data:`FACE_EXPECTED_WINDOW_SECONDS` earlier (stream time,
-    from ``result.timestamp_ms``; a timestamp that does not move forward, as
-    when a file loops or for independent stills, forgets the earlier face).
+    label, confidence (histogram and rolling mean), the FPS gauge, the FPS
+    histogram (at most once per :data:`FPS_SAMPLE_SECONDS`, once the window
+    holds two frames), and the ``no_face`` failure counter when the frame has
+    no face although the source had one less than
+    :data:`FACE_EXPECTED_WINDOW_SECONDS` earlier (stream time, from
+    ``result.timestamp_ms``; a timestamp that does not move forward, as when a
+    file loops or for independent stills, forgets the earlier face).
 
     Args:
         source: source string or configured name (see :func:`source_label`).
@@ -336,12 +357,15 @@ def record_frame(
             else None
         )
         fps = _update_fps(state, clock)
+        sample_fps = _fps_sample_due(state, clock)
 
     if face_count == 0 and expected:
         FACE_DETECTION_FAILURES.labels(label, "no_face").inc()
     if mean is not None:
         CONFIDENCE_MEAN.labels(label).set(mean)
     FPS.labels(label).set(fps)
+    if sample_fps:
+        FPS_HISTOGRAM.labels(label).observe(fps)
 
 
 def _face_expected(state: _SourceState, timestamp_ms: int) -> bool:
@@ -365,6 +389,24 @@ def _update_fps(state: _SourceState, clock: float) -> float:
         return 0.0
     span = times[-1] - times[0]
     return (len(times) - 1) / span if span > 0 else 0.0
+
+
+def _fps_sample_due(state: _SourceState, clock: float) -> bool:
+    """Tell whether the FPS histogram takes a sample now; remember when it did.
+
+    Limitation: samples are taken when frames arrive, so a loop that stalls
+    adds no samples while stalled; the rate of ``airctrl_frames_processed_total``,
+    which the low-FPS alert uses, does show a stall.
+    """
+    if len(state.frame_times) < 2:
+        return False
+    if (
+        state.fps_sampled_at is not None
+        and clock - state.fps_sampled_at < FPS_SAMPLE_SECONDS
+    ):
+        return False
+    state.fps_sampled_at = clock
+    return True
 
 
 def record_decode_failure(source: str) -> None:
