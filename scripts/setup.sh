@@ -10,8 +10,9 @@ VENV=${VENV:-.venv}
 
 # System tools used by the product and its tests: ffmpeg (stream server in the
 # reconnect tests), redis-server (shared history), chromium + driver (web page
-# test), xvfb + imagemagick (HUD window test and its screenshot), prometheus
-# (promtool rule tests), systemd (systemd-analyze checks the unit file).
+# test), xvfb + imagemagick + xdotool (HUD window tests: screenshot, pressing
+# q), prometheus (promtool rule tests), systemd (systemd-analyze checks the
+# unit file).
 need_apt=()
 command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
@@ -19,6 +20,7 @@ command -v chromium >/dev/null || need_apt+=(chromium chromium-driver)
 command -v Xvfb >/dev/null || need_apt+=(xvfb)
 command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v import >/dev/null || need_apt+=(imagemagick)
+command -v xdotool >/dev/null || need_apt+=(xdotool)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -346,6 +346,47 @@ def test_run_window_under_xvfb_shows_the_hud(
     assert panel_pixels > 500
 
 
+def test_run_window_quits_on_q_and_keeps_outputs(
+    tmp_path: Path, sample_path: Callable[[str], Path], xvfb_display: str
+) -> None:
+    env = {**os.environ, "DISPLAY": xvfb_display, "QT_QPA_PLATFORM": "xcb"}
+    # --loop: the clip never ends by itself, so only the key press can stop it.
+    command = run_command(sample_path("single_face.mp4"), tmp_path, "--window")
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    events = tmp_path / "events.jsonl"
+    xdotool = shutil.which("xdotool") or "xdotool"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (
+            not events.exists() or events.stat().st_size < 20_000
+        ):
+            time.sleep(0.2)
+        found = subprocess.run(
+            [xdotool, "search", "--name", "^AIRCTRL main$"],
+            env=env, capture_output=True, text=True, check=True, timeout=30,
+        )  # fmt: skip
+        window = found.stdout.split()[0]
+        # No window manager under Xvfb: keys go to the window under the pointer.
+        subprocess.run(
+            [xdotool, "mousemove", "--window", window, "20", "20", "key", "q"],
+            env=env, check=True, timeout=30,
+        )  # fmt: skip
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:  # q was not obeyed: do not leave it running
+            process.kill()
+            process.communicate()
+
+    lines = events.read_text(encoding="utf-8").splitlines()
+    assert process.returncode == 0, err
+    assert "Quit requested from the window" in err
+    assert "stopped by user" in out
+    assert "Traceback" not in err
+    assert sum(json.loads(line)["event"] == "face" for line in lines) > 10
+
+
 def test_load_governor_switches_light_then_skips_then_recovers() -> None:
     governor = LoadGovernor(
         light_below_fps=12,
