@@ -1,10 +1,10 @@
 """Soak test: run `airctrl run` on a looped sample video and watch its memory.
 
-Starts ``airctrl run --loop --headless --no-video --metrics-port P`` on
-single_face.mp4 (or ``--clip``) in a child process for ``--minutes`` (default
-10), and every ``--interval-seconds`` (default 60) prints the child's resident
-memory (VmRSS from /proc), the frames processed so far (from its /metrics) and
-the frame rate over the interval. At the end it prints the growth after the
+Starts ``airctrl run --loop --headless --no-video --metrics-port P`` on the
+sample video, WolfgangLanger_Pexels.mp4 (or ``--clip``), in a child process for
+``--minutes`` (default 10), and every ``--interval-seconds`` (default 60)
+prints the child's resident memory (VmRSS from /proc), the frames processed so
+far (from its /metrics) and the frame rate over the interval. At the end it prints the growth after the
 warm-up (default: the first 3 minutes, while caches and the tracker settle),
 per hour, and the end/warm-up ratio. Outputs go to a temporary folder that is
 removed afterwards unless ``--keep``.
@@ -30,6 +30,10 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+#: The sample video the soak loops by default (472 frames, about 20 s at
+#: 640x360), fetched and verified by ``airctrl.assets.resolve_sample``.
+SAMPLE_VIDEO = "WolfgangLanger_Pexels.mp4"
 
 
 def _free_port() -> int:
@@ -88,7 +92,10 @@ def main() -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the outputs and log")
     parser.add_argument(
-        "--clip", type=Path, default=None, help="video (default single_face.mp4)"
+        "--clip",
+        type=Path,
+        default=None,
+        help=f"video (default the sample video, {SAMPLE_VIDEO})",
     )
     parser.add_argument(
         "--config", type=Path, default=None, help="settings file for the run"
@@ -98,7 +105,7 @@ def main() -> int:
     if args.clip is None:
         from airctrl.assets import resolve_sample
 
-        args.clip = resolve_sample("single_face.mp4")
+        args.clip = resolve_sample(SAMPLE_VIDEO)
     port = _free_port()
     workdir = Path(tempfile.mkdtemp(prefix="airctrl-soak-"))
     command = [sys.executable, "-m", "airctrl.cli"]
