@@ -117,6 +117,21 @@ def wait_for_history(server: str, subject: str) -> httpx.Response:
         time.sleep(0.5)
 
 
+def wait_for_answers(page: Page, workdir: Path, count: int) -> None:
+    """Wait until a face is listed and the page counts ``count`` answered frames."""
+    try:
+        page.wait_for_selector("#faces li.face", timeout=30_000)
+        page.wait_for_function(
+            "(count) => document.querySelectorAll('#faces li.face').length > 0 && "
+            "parseInt((document.querySelector('#counters').textContent"
+            ".match(/answered (\\d+)/) || [0, 0])[1]) >= count",
+            arg=count,
+            timeout=30_000,
+        )
+    except PlaywrightTimeoutError:
+        pytest.fail("no emotions arrived; server log:\n" + server_log(workdir))
+
+
 def test_accepting_consent_shows_live_emotions_and_boxes(
     page: Page, server: str, workdir: Path
 ) -> None:
@@ -128,17 +143,7 @@ def test_accepting_consent_shows_live_emotions_and_boxes(
 
     page.click("#consent-accept")
 
-    try:
-        page.wait_for_selector("#faces li.face", timeout=30_000)
-        page.wait_for_function(
-            "document.querySelectorAll('#faces li.face').length > 0 && "
-            "parseInt((document.querySelector('#counters').textContent"
-            ".match(/answered (\\d+)/)"
-            " || [0, 0])[1]) >= 15",
-            timeout=30_000,
-        )
-    except PlaywrightTimeoutError:
-        pytest.fail("no emotions arrived; server log:\n" + server_log(workdir))
+    wait_for_answers(page, workdir, 15)
     label = page.text_content("#faces li.face .label")
     page.screenshot(path=str(workdir / "live.png"))
     overlay_has_ink = page.evaluate(
@@ -169,6 +174,44 @@ def test_accepting_consent_shows_live_emotions_and_boxes(
     assert history.status_code == 200 and history.json()["frames"] > 0
     assert "deleted" in (page.text_content("#delete-result") or "")
     assert after.status_code == 404
+
+
+#: Counts, per column of the #timeline canvas, pixels drawn in the colour of
+#: the emotion the face list shows (within a small tolerance for antialiasing).
+#: The grid lines (#2a323b) are far from every emotion colour, so they never
+#: count.
+TIMELINE_COLUMNS_IN_LABEL_COLOUR = """
+(() => {
+  const label = document.querySelector('#faces li.face .label');
+  const [r, g, b] = getComputedStyle(label).color.match(/\\d+/g).map(Number);
+  const canvas = document.getElementById('timeline');
+  const ctx = canvas.getContext('2d');
+  const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+  const columns = new Set();
+  for (let i = 0; i < data.length; i += 4) {
+    const distance = Math.abs(data[i] - r) + Math.abs(data[i + 1] - g)
+      + Math.abs(data[i + 2] - b);
+    if (data[i + 3] > 128 && distance < 40) columns.add((i / 4) % canvas.width);
+  }
+  return {columns: columns.size, width: canvas.width, label: label.textContent};
+})()
+"""
+
+
+def test_timeline_draws_the_shown_emotion_as_a_line_over_time(
+    page: Page, server: str, workdir: Path
+) -> None:
+    page.goto(server + "/")
+    page.fill("#api-key", API_KEY)
+
+    page.click("#consent-accept")
+    wait_for_answers(page, workdir, 15)
+    drawn = page.evaluate(TIMELINE_COLUMNS_IN_LABEL_COLOUR)
+    page.screenshot(path=str(workdir / "timeline.png"))
+
+    # A line through 15 answers, not a dot: even at 60 answers/s they span
+    # 0.25 s of the chart's shortest window (10 s), 16 of its 640 columns.
+    assert drawn["columns"] >= 10, drawn
 
 
 def test_declining_consent_sends_no_frame(page: Page, server: str) -> None:
