@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
+import os
+import pty
+import re
+import struct
 import subprocess
 import sys
+import termios
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -186,3 +193,91 @@ def test_analyze_damaged_video_is_one_line_without_native_noise(
     reason = "cannot open the video (damaged, truncated, or a codec FFmpeg cannot read)"
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"airctrl: error: {damaged}: {reason}"]
+
+
+# -- progress on a terminal, quiet when piped --------------------------------------
+
+#: The ``airctrl`` console script installed beside the interpreter running tests.
+AIRCTRL = Path(sys.executable).with_name("airctrl")
+#: What tqdm draws for a count without a known total: "\r42frame [00:03, ...".
+PROGRESS_BAR = re.compile(r"\r\d+frame \[\d\d:\d\d")
+#: Our log lines begin with a UTC timestamp (airctrl.logsetup.HUMAN_FORMAT).
+LOG_LINE_START = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
+
+
+@pytest.fixture()
+def mixed_folder(tmp_path: Path, sample_path: Callable[[str], Path]) -> Path:
+    """A folder with two photos and a 72-frame video: long enough for a bar."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("single_face.jpg", "multi_face.jpg", "single_face.mp4"):
+        (folder / name).write_bytes(sample_path(name).read_bytes())
+    return folder
+
+
+def run_with_stderr_on_a_terminal(command: list[str]) -> tuple[int, str, str]:
+    """Run ``command`` with stderr on an 80x24 pseudo-terminal, stdout piped.
+
+    Returns the exit code, stdout, and everything written to the terminal.
+    """
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    process = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=terminal
+    )
+    os.close(terminal)
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # EIO: the child closed its side
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        out, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        reader.join(timeout=10)
+        os.close(controller)
+    return process.returncode, out.decode(), b"".join(chunks).decode()
+
+
+def test_analyze_folder_on_a_terminal_shows_a_progress_bar_on_stderr(
+    mixed_folder: Path,
+) -> None:
+    code, out, terminal = run_with_stderr_on_a_terminal(
+        [str(AIRCTRL), "analyze", str(mixed_folder)]
+    )
+
+    # Log lines (the video's "Opened video ...") go above the bar, never onto
+    # the end of it: each one starts a fresh line or overwrites a cleared bar.
+    log_lines = [part for part in re.split(r"[\r\n]", terminal) if " INFO " in part]
+    assert code == 0
+    assert len(json.loads(out)["results"]) == 3
+    assert PROGRESS_BAR.search(terminal), terminal
+    assert log_lines and all(LOG_LINE_START.match(line) for line in log_lines)
+
+
+def test_analyze_folder_piped_shows_no_progress_bar(mixed_folder: Path) -> None:
+    done = subprocess.run(
+        [str(AIRCTRL), "analyze", str(mixed_folder)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["results"]) == 3
+    assert "\r" not in done.stderr
+    assert "frame [" not in done.stderr and "frame/s" not in done.stderr

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from airctrl.capture import VideoFileSource
 from airctrl.config import Settings, with_overrides
@@ -119,6 +120,46 @@ def _analyse_video(path: Path, pipeline: Pipeline, progress: Any) -> dict[str, A
     }
 
 
+class _AboveProgressBar:
+    """A text stream that writes log lines above tqdm's bar instead of onto it."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        """Clear the bar, write ``text``, draw the bar again below it."""
+        from tqdm import tqdm
+
+        tqdm.write(text, file=self.stream, end="")
+        return len(text)
+
+    def flush(self) -> None:
+        """Flush the underlying stream."""
+        self.stream.flush()
+
+
+@contextlib.contextmanager
+def _logs_above_progress_bar(stream: TextIO) -> Iterator[None]:
+    """Route root console handlers writing to ``stream`` above the progress bar.
+
+    Only the handlers' stream changes, so their formatters and filters (the
+    redaction filter) keep applying.
+    """
+    swapped: list[tuple[logging.StreamHandler[Any], Any]] = []
+    for handler in logging.getLogger().handlers:
+        if (
+            isinstance(handler, logging.StreamHandler)
+            and not isinstance(handler, logging.FileHandler)
+            and handler.stream is stream
+        ):
+            swapped.append((handler, handler.setStream(_AboveProgressBar(stream))))
+    try:
+        yield
+    finally:
+        for handler, previous in swapped:
+            handler.setStream(previous)
+
+
 def analyze_paths(
     paths: list[Path], settings: Settings, *, show_progress: bool
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
@@ -134,12 +175,14 @@ def analyze_paths(
     video_pipeline: Pipeline | None = None
 
     progress = None
+    logs_placed = contextlib.ExitStack()
     if show_progress:
         from tqdm import tqdm
 
         progress = tqdm(
             total=None, unit="frame", file=sys.stderr, leave=False, dynamic_ncols=True
         )
+        logs_placed.enter_context(_logs_above_progress_bar(sys.stderr))
     try:
         for path in files:
             try:
@@ -165,6 +208,7 @@ def analyze_paths(
                     }
                 )
     finally:
+        logs_placed.close()
         if progress is not None:
             progress.close()
         for pipeline in (image_pipeline, video_pipeline):
