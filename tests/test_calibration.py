@@ -101,6 +101,38 @@ def test_fitted_model_separates_clear_synthetic_classes() -> None:
     assert hits / len(samples) > 0.9
 
 
+def test_projection_keeps_own_prototype_slopes_non_negative_past_the_knot() -> None:
+    from airctrl.calibration import _project_monotone
+    from airctrl.types import EMOTIONS
+
+    terms = ("lip_corner_pull", "jaw_drop")
+    weights = np.zeros((len(EMOTIONS), 2 * len(terms)))
+    happy = EMOTIONS.index("happy")
+    weights[happy] = [-0.5, 0.0, -1.0, 0.0]  # smile: line down, bend further down
+    sad = EMOTIONS.index("sad")
+    weights[sad] = [-0.5, -0.5, -1.0, -1.0]  # not sad's prototype: left alone
+    _project_monotone(weights, terms)
+    assert list(weights[happy]) == [0.0, 0.0, 0.0, 0.0]
+    assert list(weights[sad]) == [-0.5, -0.5, -1.0, -1.0]
+
+
+def test_projection_lets_a_bend_flatten_but_not_reverse_a_prototype_slope() -> None:
+    from airctrl.calibration import _project_monotone
+    from airctrl.types import EMOTIONS
+
+    weights = np.zeros((len(EMOTIONS), 2))
+    happy = EMOTIONS.index("happy")
+    weights[happy] = [2.0, -3.0]
+    _project_monotone(weights, ("lip_corner_pull",))
+    assert list(weights[happy]) == [2.0, -2.0]
+
+
+def test_fit_without_a_knot_writes_format_without_bends() -> None:
+    params = fit_params(synthetic_samples(), FitOptions(folds=3, knot=None))
+    assert params.knot is None
+    assert "bend" not in params.to_dict()
+
+
 def test_folds_never_split_a_subject() -> None:
     labels = np.array([0, 1] * 20)
     groups = [f"s{i // 4}" for i in range(40)]
@@ -223,6 +255,8 @@ def test_calibrate_command_writes_same_parameter_file_twice(
                 str(tmp_path / "report"),
                 "--folds",
                 "2",
+                "--knot",
+                "0.3",
             ]
         )
         assert code == 0
@@ -230,4 +264,5 @@ def test_calibrate_command_writes_same_parameter_file_twice(
     assert outputs[0] == outputs[1]
     params = json.loads(outputs[0])
     assert params["meta"]["photos"] == 4
+    assert params["bend"]["knot"] == 0.3
     assert (tmp_path / "report" / "calibration_report.md").is_file()

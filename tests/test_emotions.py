@@ -220,3 +220,90 @@ def test_shipped_weights_never_penalise_a_class_for_its_own_prototype(
     weights = load_params().weights[label]
     assert prototype_units(label)
     assert all(weights.get(unit, 0.0) >= 0.0 for unit in prototype_units(label))
+
+
+def _one_term_params(knot: float | None) -> dict[str, object]:
+    """Parameters where only happy reads lip-corner pull: weight 2, bend 3."""
+    data: dict[str, object] = {
+        "classes": list(EMOTIONS),
+        "terms": ["lip_corner_pull"],
+        "center": {"lip_corner_pull": 0.3},
+        "weights": {
+            c: {"lip_corner_pull": 2.0 if c == "happy" else 0.0} for c in EMOTIONS
+        },
+        "bias": {c: 0.0 for c in EMOTIONS},
+        "temperature": 1.0,
+    }
+    if knot is not None:
+        data["bend"] = {
+            "knot": knot,
+            "center": {"lip_corner_pull": 0.1},
+            "weights": {
+                c: {"lip_corner_pull": 3.0 if c == "happy" else 0.0} for c in EMOTIONS
+            },
+        }
+    return data
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        # Below the knot 0.24 only the line counts: 2 * (sqrt(0.15) - 0.3) + 3 * -0.1.
+        pytest.param(0.14, 2 * (math.sqrt(0.15) - 0.3) - 0.3, id="below-knot"),
+        # Past it the bend adds 3 * (sqrt(0.65) - sqrt(0.25) - 0.1).
+        pytest.param(
+            0.64,
+            2 * (math.sqrt(0.65) - 0.3) + 3 * (math.sqrt(0.65) - 0.5 - 0.1),
+            id="past-knot",
+        ),
+    ],
+)
+def test_contribution_bends_at_the_knot(value: float, expected: float) -> None:
+    from airctrl.emotions import EmotionParams
+
+    classifier = EmotionClassifier(EmotionParams.from_dict(_one_term_params(0.24)))
+    _, parts, scores = classifier.contributions(Features({"lip_corner_pull": value}))
+    assert parts["happy"]["lip_corner_pull"] == pytest.approx(expected)
+    assert scores["happy"] == pytest.approx(expected)
+    assert scores["sad"] == 0.0
+
+
+def test_parameters_without_a_bend_score_straight_lines() -> None:
+    from airctrl.emotions import EmotionParams
+
+    params = EmotionParams.from_dict(_one_term_params(None))
+    _, parts, _ = EmotionClassifier(params).contributions(
+        Features({"lip_corner_pull": 0.64})
+    )
+    assert params.knot is None
+    assert parts["happy"]["lip_corner_pull"] == pytest.approx(
+        2 * (math.sqrt(0.65) - 0.3)
+    )
+
+
+def test_bend_knot_outside_zero_one_is_rejected() -> None:
+    from airctrl.emotions import EmotionParams
+
+    with pytest.raises(ConfigError, match="knot"):
+        EmotionParams.from_dict(_one_term_params(1.5))
+
+
+def test_parameter_file_round_trips_with_its_bends() -> None:
+    from airctrl.emotions import EmotionParams
+
+    params = load_params()
+    again = EmotionParams.from_dict(json.loads(json.dumps(params.to_dict())))
+    assert again.knot == params.knot
+    assert again.bends == params.bends
+
+
+@pytest.mark.parametrize("label", [c for c in EMOTIONS if c != "neutral"])
+def test_shipped_slope_past_the_knot_never_penalises_a_class_for_its_prototype(
+    label: str,
+) -> None:
+    from airctrl.calibration import prototype_units
+
+    params = load_params()
+    assert params.knot is not None
+    for unit in prototype_units(label):
+        assert params.weights[label][unit] + params.bends[label][unit] >= 0.0

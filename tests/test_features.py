@@ -69,16 +69,41 @@ HAND_FACE = {
     386: (0.65, 0.38),
     145: (0.35, 0.42),
     374: (0.65, 0.42),
+    # Brow heads 0.12 above the inner eye corners, tails 0.08 above the outer.
+    55: (0.45, 0.28),
+    285: (0.55, 0.28),
+    133: (0.45, 0.40),
+    362: (0.55, 0.40),
+    46: (0.3, 0.32),
+    276: (0.7, 0.32),
+    # Upper lip top 0.06 below the nose base.
+    2: (0.5, 0.56),
+    0: (0.5, 0.62),
 }
 
 
 def test_geometry_ratios_match_hand_measurements() -> None:
     geo = geometry(_points_with(HAND_FACE))
-    assert geo["geo_mouth_open"] == pytest.approx(0.1 / 0.4)
+    # Horizontal: over the 0.4 between the eye corners; vertical: over the nose
+    # base's 0.16 below the eye line.
     assert geo["geo_mouth_width"] == pytest.approx(0.2 / 0.4)
-    assert geo["geo_corner_lift"] == pytest.approx(0.05 / 0.4)
-    assert geo["geo_brow_height"] == pytest.approx(0.1 / 0.4)
-    assert geo["geo_eye_open"] == pytest.approx(0.04 / 0.4)
+    assert geo["geo_mouth_open"] == pytest.approx(0.1 / 0.16)
+    assert geo["geo_corner_lift"] == pytest.approx(0.05 / 0.16)
+    assert geo["geo_brow_height"] == pytest.approx(0.1 / 0.16)
+    assert geo["geo_eye_open"] == pytest.approx(0.04 / 0.16)
+    assert geo["geo_brow_tilt"] == pytest.approx((0.12 - 0.08) / 0.16)
+    assert geo["geo_lip_nose"] == pytest.approx(0.06 / 0.16)
+
+
+def test_geometry_ignores_a_horizontal_squeeze() -> None:
+    # A head turned sideways (or an image resized to a narrower width) shortens
+    # horizontal lengths only; each ratio compares lengths along one axis.
+    points = _points_with(HAND_FACE)
+    squeezed = points.copy()
+    squeezed[:, 0] = 0.5 + (points[:, 0] - 0.5) * 0.6
+    plain, narrow = geometry(points), geometry(squeezed)
+    for name, value in plain.items():
+        assert narrow[name] == pytest.approx(value, abs=1e-6), name
 
 
 def test_geometry_ignores_head_roll() -> None:
@@ -89,7 +114,7 @@ def test_geometry_ignores_head_roll() -> None:
     )
     rolled = points.copy()
     rolled[:, :2] = (points[:, :2] - 0.5) @ rotation.T + 0.5
-    assert geometry(rolled)["geo_mouth_open"] == pytest.approx(0.25, abs=1e-5)
+    assert geometry(rolled)["geo_mouth_open"] == pytest.approx(0.625, abs=1e-5)
 
 
 def test_degenerate_points_give_zero_geometry() -> None:

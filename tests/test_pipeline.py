@@ -26,11 +26,11 @@ def test_gate_leaves_clean_estimate_untouched() -> None:
     assert gate_quality(clean, low_confidence=0.5) is clean
 
 
-def test_gate_halves_distance_to_uniform_for_extreme_pose() -> None:
+def test_gate_pulls_extreme_pose_most_of_the_way_to_uniform() -> None:
     gated = gate_quality(estimate(("extreme_pose",)), low_confidence=0.5)
 
-    # 0.5 * 0.82 + 0.5 * (1/7) = 0.48143 (worked by hand)
-    assert gated.confidence == pytest.approx(0.48143, abs=1e-5)
+    # 0.4 * 0.82 + 0.6 * (1/7) = 0.413714 (worked by hand)
+    assert gated.confidence == pytest.approx(0.413714, abs=1e-5)
     assert gated.label == "surprised"
     assert sum(gated.probabilities.values()) == pytest.approx(1.0)
     assert gated.flags == ("extreme_pose", "low_confidence")
@@ -41,9 +41,17 @@ def test_gate_compounds_several_problems() -> None:
         estimate(("extreme_pose", "partial_face"), top=1.0), low_confidence=0.2
     )
 
-    # keep = 0.5 * 0.7 = 0.35: 0.35 * 1 + 0.65 / 7 = 0.442857
-    assert gated.confidence == pytest.approx(0.442857, abs=1e-5)
+    # keep = 0.4 * 0.7 = 0.28: 0.28 * 1 + 0.72 / 7 = 0.382857
+    assert gated.confidence == pytest.approx(0.382857, abs=1e-5)
     assert "low_confidence" not in gated.flags
+
+
+def test_gate_keeps_even_a_certain_estimate_at_extreme_pose_under_half() -> None:
+    gated = gate_quality(estimate(("extreme_pose",), top=1.0), low_confidence=0.5)
+
+    # 0.4 * 1 + 0.6 / 7 = 0.485714
+    assert gated.confidence == pytest.approx(0.485714, abs=1e-5)
+    assert "low_confidence" in gated.flags
 
 
 def test_video_pipeline_reset_starts_ids_and_state_afresh(

@@ -26,6 +26,7 @@ from airctrl.emotions import (
     MODEL_UNITS,
     PROTOTYPES,
     EmotionParams,
+    bend,
     term_values,
     transform,
 )
@@ -47,9 +48,17 @@ logger = logging.getLogger(__name__)
 
 
 #: Inverse L2 strength of the logistic regression on standardised terms. Chosen
-#: by subject-disjoint cross-validation on the dev set over 0.03..1: macro-F1
-#: was flat from 0.05 to 0.3; the stronger end generalises better to new faces.
-DEFAULT_C = 0.1
+#: by subject-disjoint cross-validation on the dev set (5 fold seeds) over
+#: 0.03..0.3 together with the knot: with bends, 0.03-0.1 scored within 0.007
+#: macro-F1 of each other and 0.05 best; weaker regularisation overfits the
+#: doubled term count.
+DEFAULT_C = 0.05
+#: Where each unit's contribution may bend (0..1 blendshape score; see
+#: :mod:`airctrl.emotions`). Chosen with ``DEFAULT_C``: knots 0.15-0.25 scored
+#: 0.486-0.494 subject-disjoint macro-F1 (0.477 with no bend, 0.476 at 0.3).
+#: Fear gained most: a strong jaw drop or lip stretch means more than a slight
+#: one.
+DEFAULT_KNOT = 0.2
 #: Folds for subject-disjoint cross-validation (and the inner split that
 #: produces out-of-fold scores for the temperature).
 DEFAULT_FOLDS = 5
@@ -144,9 +153,11 @@ ANCHOR_PATTERNS: dict[str, tuple[dict[str, float], ...]] = {
 
 @dataclass(frozen=True)
 class FitOptions:
-    """How :func:`fit_params` fits: regularisation, folds, seed, anchor weight."""
+    """How :func:`fit_params` fits: regularisation, bend knot (None: straight
+    lines), folds, seed, anchor weight, weighting."""
 
     c: float = DEFAULT_C
+    knot: float | None = DEFAULT_KNOT
     folds: int = DEFAULT_FOLDS
     seed: int = DEFAULT_SEED
     anchor_weight: float = ANCHOR_WEIGHT
@@ -163,13 +174,22 @@ def _units_of(sample: Sample) -> dict[str, float]:
     return dict(extract_features(sample.face).values)
 
 
-def _design(rows: Sequence[Mapping[str, float]], terms: Sequence[str]) -> np.ndarray:
-    """Return the (n, terms) matrix of transformed term values (missing: 0)."""
+def _design(
+    rows: Sequence[Mapping[str, float]], terms: Sequence[str], knot: float | None
+) -> np.ndarray:
+    """Return the model matrix: transformed term values (missing: 0), then bends.
 
-    matrix = np.zeros((len(rows), len(terms)), dtype=np.float64)
+    Shape (n, terms) without a knot, (n, 2 * terms) with one: column
+    ``len(terms) + j`` holds term j's part past the knot (0 for geometry).
+    """
+    width = len(terms) * (1 if knot is None else 2)
+    matrix = np.zeros((len(rows), width), dtype=np.float64)
     for i, values in enumerate(rows):
         found = term_values(Features(values))
-        matrix[i] = [transform(t, found[t]) if t in found else 0.0 for t in terms]
+        line = [transform(t, found[t]) if t in found else 0.0 for t in terms]
+        if knot is not None:
+            line += [bend(t, found[t], knot) if t in found else 0.0 for t in terms]
+        matrix[i] = line
     return matrix
 
 
@@ -292,17 +312,22 @@ def prototype_units(label: str) -> frozenset[str]:
 
 
 def _project_monotone(weights: np.ndarray, terms: Sequence[str]) -> None:
-    """Clip to >= 0 the weight of each class on its own prototype units, in place.
+    """Keep each class's slope on its own prototype units >= 0, in place.
 
     More of a class's textbook movement must never lower that class's score.
     With only ten fear photos the unconstrained fit can give e.g. "brow lower"
-    a small negative fear weight; the projection sets it to 0 instead.
+    a small negative fear weight; the projection sets it to 0 instead. With
+    bends (``weights`` twice as wide as ``terms``) the slope past the knot,
+    weight plus bend, is kept >= 0 as well.
     """
+    n = len(terms)
     for k, label in enumerate(EMOTIONS):
         for unit in prototype_units(label):
             if unit in terms:
                 j = list(terms).index(unit)
                 weights[k, j] = max(0.0, weights[k, j])
+                if weights.shape[1] == 2 * n:
+                    weights[k, n + j] = max(-weights[k, j], weights[k, n + j])
 
 
 def _scores(
@@ -355,7 +380,7 @@ def _fit_core(
     w = w / w.mean()
     y_all = np.concatenate([y, [EMOTIONS.index(a) for a in anchor_labels]])
     w_all = np.concatenate([w, np.full(len(anchor_rows), options.anchor_weight)])
-    x_all = _design(list(unit_rows) + list(anchor_rows), terms)
+    x_all = _design(list(unit_rows) + list(anchor_rows), terms, options.knot)
     center, weights, bias = _fit_linear(x_all, y_all, w_all, options)
     _project_monotone(weights, terms)
     # Centre on the photos only, so contributions compare with a real average face.
@@ -417,7 +442,8 @@ def fit_params(
             options,
             terms,
         )
-        oof[test] = _scores(_design([unit_rows[i] for i in test], terms), c, w, b)
+        x_test = _design([unit_rows[i] for i in test], terms, options.knot)
+        oof[test] = _scores(x_test, c, w, b)
     temperature = fit_temperature(oof, y)
 
     info: dict[str, object] = {
@@ -428,6 +454,7 @@ def fit_params(
         "options": asdict(options),
     }
     info.update(meta or {})
+    n = len(terms)
     return EmotionParams(
         classes=EMOTIONS,
         terms=terms,
@@ -440,6 +467,20 @@ def fit_params(
         temperature=temperature,
         rest=rest,
         meta=info,
+        knot=options.knot,
+        bend_center=(
+            {}
+            if options.knot is None
+            else {t: float(center[n + j]) for j, t in enumerate(terms)}
+        ),
+        bends=(
+            {}
+            if options.knot is None
+            else {
+                c: {t: float(weights[k, n + j]) for j, t in enumerate(terms)}
+                for k, c in enumerate(EMOTIONS)
+            }
+        ),
     )
 
 

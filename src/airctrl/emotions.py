@@ -2,8 +2,16 @@
 
 Each class score is a bias plus one contribution per named term::
 
-    score[c] = bias[c] + sum_j weight[c][j] * (t(x_j) - center[j])
+    score[c] = bias[c] + sum_j contribution[c][j]
+    contribution[c][j] = weight[c][j] * (t(x_j) - center[j])
+                         + bend[c][j] * (h(x_j) - bend_center[j])
+    h(x) = max(0, t(x) - t(knot))
     p = softmax(score / temperature)
+
+The second line lets a movement count differently once it is clearly there
+(above ``knot``, a 0..1 blendshape score) than while it is a trace: each
+unit's contribution is a line with one bend, so it is still one number per
+named movement. Geometry terms have no bend.
 
 ``x_j`` is an action-unit-like feature from :mod:`airctrl.features`
 ("lip-corner pull"), a geometry ratio ("mouth width") or, optionally, an
@@ -35,7 +43,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -49,6 +57,7 @@ __all__ = [
     "PROTOTYPES",
     "EmotionClassifier",
     "EmotionParams",
+    "bend",
     "load_params",
     "term_values",
     "transform",
@@ -88,6 +97,8 @@ GEOMETRY_TERMS: tuple[str, ...] = (
     "geo_corner_lift",
     "geo_brow_height",
     "geo_eye_open",
+    "geo_brow_tilt",
+    "geo_lip_nose",
 )
 #: Every term a parameter file may use, in a fixed order.
 TERMS: tuple[str, ...] = UNIT_TERMS + GEOMETRY_TERMS
@@ -169,13 +180,27 @@ def transform(term: str, value: float) -> float:
     return math.sqrt(max(0.0, value) + TRANSFORM_OFFSET)
 
 
+def bend(term: str, value: float, knot: float) -> float:
+    """Return how far a term's transformed value lies past the bend at ``knot``.
+
+    ``max(0, t(value) - t(knot))`` for unit and prototype terms; 0 for geometry
+    ratios, which have no bend.
+    """
+    if term in GEOMETRY_TERMS:
+        return 0.0
+    return max(0.0, transform(term, value) - transform(term, knot))
+
+
 @dataclass(frozen=True)
 class EmotionParams:
     """Fitted parameters of the additive model (see the module docstring).
 
-    ``weights[c][term]`` act on ``sqrt(value) - center[term]``; ``rest[unit]``
-    is the population's typical resting activation (median over neutral faces),
-    used with a per-person baseline. ``meta`` records how they were fitted.
+    ``weights[c][term]`` act on ``t(value) - center[term]`` and
+    ``bends[c][term]`` on ``h(value) - bend_center[term]``, the part past
+    ``knot`` (no bends when ``knot`` is None, as in files of format 1);
+    ``rest[unit]`` is the population's typical resting activation (median over
+    neutral faces), used with a per-person baseline. ``meta`` records how they
+    were fitted.
     """
 
     classes: tuple[str, ...]
@@ -186,6 +211,9 @@ class EmotionParams:
     temperature: float
     rest: Mapping[str, float]
     meta: Mapping[str, Any]
+    knot: float | None = None
+    bend_center: Mapping[str, float] = field(default_factory=dict)
+    bends: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EmotionParams:
@@ -212,6 +240,19 @@ class EmotionParams:
             bias = {c: float(data["bias"][c]) for c in classes}
             temperature = float(data["temperature"])
             rest = {u: float(v) for u, v in data.get("rest", {}).items()}
+            hinge = data.get("bend")
+            knot = None if hinge is None else float(hinge["knot"])
+            bend_center = (
+                {} if hinge is None else {t: float(hinge["center"][t]) for t in terms}
+            )
+            bends = (
+                {}
+                if hinge is None
+                else {
+                    c: {t: float(hinge["weights"][c].get(t, 0.0)) for t in terms}
+                    for c in classes
+                }
+            )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(
                 f"emotion parameters: missing or invalid entry ({exc})"
@@ -219,6 +260,10 @@ class EmotionParams:
         if not temperature > 0:
             raise ConfigError(
                 f"emotion parameters: temperature must be > 0, got {temperature}"
+            )
+        if knot is not None and not 0.0 < knot < 1.0:
+            raise ConfigError(
+                f"emotion parameters: bend knot must be in (0, 1), got {knot}"
             )
         return cls(
             classes,
@@ -229,6 +274,9 @@ class EmotionParams:
             temperature,
             rest,
             dict(data.get("meta", {})),
+            knot,
+            bend_center,
+            bends,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -237,8 +285,8 @@ class EmotionParams:
         def r(value: float) -> float:
             return round(float(value), 6)
 
-        return {
-            "format": "airctrl-emotion-params/1",
+        data: dict[str, Any] = {
+            "format": "airctrl-emotion-params/2",
             "classes": list(self.classes),
             "terms": list(self.terms),
             "transform": f"sqrt(x+{TRANSFORM_OFFSET}); geo_* as is",
@@ -249,8 +297,18 @@ class EmotionParams:
             "bias": {c: r(self.bias[c]) for c in self.classes},
             "temperature": r(self.temperature),
             "rest": {u: r(v) for u, v in self.rest.items()},
-            "meta": dict(self.meta),
         }
+        if self.knot is not None:
+            data["bend"] = {
+                "knot": r(self.knot),
+                "center": {t: r(self.bend_center[t]) for t in self.terms},
+                "weights": {
+                    c: {t: r(self.bends[c][t]) for t in self.terms}
+                    for c in self.classes
+                },
+            }
+        data["meta"] = dict(self.meta)
+        return data
 
 
 def _deep_merge(base: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
@@ -346,6 +404,15 @@ class EmotionClassifier:
         parts = {
             c: {t: p.weights[c][t] * shifted[t] for t in p.terms} for c in p.classes
         }
+        if p.knot is not None:
+            knot = p.knot
+            past = {
+                t: bend(t, values[t], knot) - p.bend_center[t] if t in values else 0.0
+                for t in p.terms
+            }
+            for c in p.classes:
+                for t in p.terms:
+                    parts[c][t] += p.bends[c][t] * past[t]
         scores = {c: p.bias[c] + sum(parts[c].values()) for c in p.classes}
         return values, parts, scores
 
@@ -374,12 +441,13 @@ class EmotionClassifier:
         probs = self.probabilities(scores)
         label = max(EMOTIONS, key=lambda c: probs[c])
 
-        # Prefer what the face does (a term present and weighted up); fall back
-        # to what it does not do (a term absent and weighted down), as for neutral.
-        weights = self.params.weights[label]
+        # Prefer what the face does (a term above the average face, pushing up);
+        # fall back to what it does not do (a term below it), as for neutral.
+        center = self.params.center
         pushes = sorted(parts[label].items(), key=lambda item: item[1], reverse=True)
-        present = [(t, v) for t, v in pushes if v > 0 and weights[t] > 0]
-        absent = [(t, v) for t, v in pushes if v > 0 and weights[t] < 0]
+        above = {t: t in values and transform(t, values[t]) > center[t] for t in center}
+        present = [(t, v) for t, v in pushes if v > 0 and above[t]]
+        absent = [(t, v) for t, v in pushes if v > 0 and not above[t]]
         chosen = (present or absent)[:MAX_EVIDENCE]
         evidence = tuple(
             (term_label(term), round(values[term], 4)) for term, _ in chosen

@@ -79,14 +79,19 @@ ACTION_UNITS: dict[str, tuple[str, tuple[str, ...]]] = {
     "eye_close": ("eye close", ("eyeBlinkLeft", "eyeBlinkRight")),  # AU43/45
 }
 
-#: Geometry features: name -> plain words. Distances are divided by the distance
-#: between the outer eye corners so they do not depend on face size.
+#: Geometry features: name -> plain words. Each is a ratio of two lengths along
+#: the same axis of the upright face, so it does not depend on face size, and a
+#: turned head or a squeezed image, which shorten horizontal lengths only,
+#: leaves it alone: mouth width is divided by the distance between the outer eye
+#: corners, the vertical measures by the height of the nose base below the eyes.
 GEOMETRY: dict[str, str] = {
     "geo_mouth_open": "mouth opening",
     "geo_mouth_width": "mouth width",
     "geo_corner_lift": "lip-corner height",
     "geo_brow_height": "brow height",
     "geo_eye_open": "eye opening",
+    "geo_brow_tilt": "inner-brow lift over outer",
+    "geo_lip_nose": "upper-lip to nose distance",
 }
 
 POSE: dict[str, str] = {
@@ -102,6 +107,16 @@ _MOUTH_CORNERS = (61, 291)
 _BROW_MID = (105, 334)
 _UPPER_LID = (159, 386)
 _LOWER_LID = (145, 374)
+# Brow heads and tails above the inner and outer eye corners: AU1 without AU2
+# (sadness, fear) lifts the heads more than the tails.
+_BROW_INNER = (55, 285)
+_EYE_INNER = (133, 362)
+_BROW_OUTER = (46, 276)
+# Top of the upper lip and the base of the nose: AU9/AU10 (disgust) shorten the
+# gap. MediaPipe's own nose-sneer and cheek-squint blendshapes stay near 0 on
+# most photos, so these distances stand in for them.
+_UPPER_LIP_TOP = 0
+_NOSE_BASE = 2
 
 
 @dataclass(frozen=True)
@@ -159,31 +174,40 @@ def geometry(points: npt.NDArray[np.float32], aspect: float = 1.0) -> dict[str, 
         aspect: image width divided by height, so x and y share one scale.
 
     Returns:
-        Distances divided by the outer-eye-corner distance; every value is 0.0
-        when the points are degenerate (eye corners on top of each other).
+        Mouth width divided by the outer-eye-corner distance, the other
+        (vertical) measures by the height of the nose base below the line
+        between the outer eye corners; every value is 0.0 when the points are
+        degenerate (eye corners or nose base on top of each other).
     """
     names = list(GEOMETRY)
     if points.shape[0] < 468:
         return {name: 0.0 for name in names}
     xy = _upright_points(points, aspect)
     eye_distance = float(np.linalg.norm(xy[_EYE_OUTER[1]] - xy[_EYE_OUTER[0]]))
-    if eye_distance < 1e-6:
+    eye_line_y = (xy[_EYE_OUTER[0], 1] + xy[_EYE_OUTER[1], 1]) / 2
+    nose_height = float(xy[_NOSE_BASE, 1] - eye_line_y)
+    if eye_distance < 1e-6 or nose_height < 1e-6:
         return {name: 0.0 for name in names}
 
-    def dist(a: int, b: int) -> float:
-        return float(np.linalg.norm(xy[a] - xy[b])) / eye_distance
+    def height(a: int, b: int) -> float:
+        return float(np.linalg.norm(xy[a] - xy[b])) / nose_height
 
     mouth_mid_y = (xy[_LIP_INNER[0], 1] + xy[_LIP_INNER[1], 1]) / 2
     corners_y = (xy[_MOUTH_CORNERS[0], 1] + xy[_MOUTH_CORNERS[1], 1]) / 2
-    brow = (dist(_BROW_MID[0], _UPPER_LID[0]) + dist(_BROW_MID[1], _UPPER_LID[1])) / 2
-    eye = (dist(_UPPER_LID[0], _LOWER_LID[0]) + dist(_UPPER_LID[1], _LOWER_LID[1])) / 2
+    brow = sum(height(b, e) for b, e in zip(_BROW_MID, _UPPER_LID)) / 2
+    eye = sum(height(u, d) for u, d in zip(_UPPER_LID, _LOWER_LID)) / 2
+    inner = sum(height(b, e) for b, e in zip(_BROW_INNER, _EYE_INNER)) / 2
+    outer = sum(height(b, e) for b, e in zip(_BROW_OUTER, _EYE_OUTER)) / 2
+    mouth_width = float(np.linalg.norm(xy[_MOUTH_CORNERS[1]] - xy[_MOUTH_CORNERS[0]]))
     return {
-        "geo_mouth_open": dist(*_LIP_INNER),
-        "geo_mouth_width": dist(*_MOUTH_CORNERS),
+        "geo_mouth_open": height(*_LIP_INNER),
+        "geo_mouth_width": mouth_width / eye_distance,
         # Image y grows downwards: corners above the lip centre give a positive lift.
-        "geo_corner_lift": float(mouth_mid_y - corners_y) / eye_distance,
+        "geo_corner_lift": float(mouth_mid_y - corners_y) / nose_height,
         "geo_brow_height": brow,
         "geo_eye_open": eye,
+        "geo_brow_tilt": inner - outer,
+        "geo_lip_nose": height(_UPPER_LIP_TOP, _NOSE_BASE),
     }
 
 
@@ -302,8 +326,9 @@ def with_padded_view(
     (:func:`average_views`). The face mesh places the face differently in the
     two views, so their blendshape errors partly cancel: on the dev photos this
     raised subject-disjoint cross-validated macro-F1 by about 0.01 (0.458 to
-    0.468, mean of three fold seeds; sad gained most). The emotion parameters
-    are fitted on faces averaged this way.
+    0.468, mean of three fold seeds, measured with the model before its
+    bends; sad gained most). The emotion parameters are fitted on faces
+    averaged this way.
 
     Limitation: it doubles the landmarker time of a still. Video frames use one
     view (the tracker's smoothing plays the same role there), so their
