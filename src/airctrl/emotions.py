@@ -48,6 +48,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from airctrl.config import EmotionSettings
 from airctrl.errors import ConfigError
 from airctrl.features import ACTION_UNITS, Features, plain_name
@@ -370,6 +373,22 @@ class EmotionClassifier:
     ) -> None:
         self.params = params
         self.extreme_yaw_deg = extreme_yaw_deg
+        # The parameters as arrays (classes x terms), so a frame is scored with
+        # a few vector operations instead of a loop per class and term.
+        terms = params.terms
+        self._is_geometry = np.array([t in GEOMETRY_TERMS for t in terms])
+        self._center = np.array([params.center[t] for t in terms])
+        self._weights = np.array(
+            [[params.weights[c][t] for t in terms] for c in params.classes]
+        )
+        self._bias = np.array([params.bias[c] for c in params.classes])
+        self._bends: npt.NDArray[np.float64] | None = None
+        if params.knot is not None:
+            self._knot_t = math.sqrt(params.knot + TRANSFORM_OFFSET)
+            self._bend_center = np.array([params.bend_center[t] for t in terms])
+            self._bends = np.array(
+                [[params.bends[c][t] for t in terms] for c in params.classes]
+            )
         self.extreme_pitch_deg = extreme_pitch_deg
         self.low_confidence = low_confidence
 
@@ -391,30 +410,41 @@ class EmotionClassifier:
             low_confidence=settings.low_confidence,
         )
 
+    def _term_arrays(
+        self, features: Features, baseline: Features | None
+    ) -> tuple[dict[str, float], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Return (term values, (classes, terms) contributions, scores per class).
+
+        Rows and columns follow ``params.classes`` and ``params.terms``; a term
+        missing from ``features`` contributes 0.
+        """
+        p = self.params
+        values = term_values(features, baseline, p.rest)
+        present = np.array([t in values for t in p.terms])
+        raw = np.array([values.get(t, 0.0) for t in p.terms])
+        line = np.where(
+            self._is_geometry, raw, np.sqrt(np.maximum(raw, 0.0) + TRANSFORM_OFFSET)
+        )
+        parts = self._weights * np.where(present, line - self._center, 0.0)
+        if self._bends is not None:
+            past = np.where(
+                self._is_geometry, 0.0, np.maximum(line - self._knot_t, 0.0)
+            )
+            parts += self._bends * np.where(present, past - self._bend_center, 0.0)
+        scores = self._bias + parts.sum(axis=1)
+        return values, parts, scores
+
     def contributions(
         self, features: Features, baseline: Features | None = None
     ) -> tuple[dict[str, float], dict[str, dict[str, float]], dict[str, float]]:
         """Return (term values, per-class contributions, per-class scores)."""
         p = self.params
-        values = term_values(features, baseline, p.rest)
-        shifted = {
-            t: transform(t, values[t]) - p.center[t] if t in values else 0.0
-            for t in p.terms
+        values, parts, scores = self._term_arrays(features, baseline)
+        by_class = {
+            c: {t: float(parts[k, j]) for j, t in enumerate(p.terms)}
+            for k, c in enumerate(p.classes)
         }
-        parts = {
-            c: {t: p.weights[c][t] * shifted[t] for t in p.terms} for c in p.classes
-        }
-        if p.knot is not None:
-            knot = p.knot
-            past = {
-                t: bend(t, values[t], knot) - p.bend_center[t] if t in values else 0.0
-                for t in p.terms
-            }
-            for c in p.classes:
-                for t in p.terms:
-                    parts[c][t] += p.bends[c][t] * past[t]
-        scores = {c: p.bias[c] + sum(parts[c].values()) for c in p.classes}
-        return values, parts, scores
+        return values, by_class, {c: float(scores[k]) for k, c in enumerate(p.classes)}
 
     def probabilities(self, scores: Mapping[str, float]) -> dict[str, float]:
         """Return calibrated probabilities (softmax of scores / temperature)."""
@@ -437,17 +467,26 @@ class EmotionClassifier:
         ("lip-corner pull 0.81"); when none pushed the class up (typically
         neutral), the movements whose absence did ("lip-corner pull 0.00").
         """
-        values, parts, scores = self.contributions(features, baseline)
-        probs = self.probabilities(scores)
+        p = self.params
+        values, parts, score_array = self._term_arrays(features, baseline)
+        probs = self.probabilities(
+            {c: float(score_array[k]) for k, c in enumerate(p.classes)}
+        )
         label = max(EMOTIONS, key=lambda c: probs[c])
 
         # Prefer what the face does (a term above the average face, pushing up);
         # fall back to what it does not do (a term below it), as for neutral.
-        center = self.params.center
-        pushes = sorted(parts[label].items(), key=lambda item: item[1], reverse=True)
-        above = {t: t in values and transform(t, values[t]) > center[t] for t in center}
-        present = [(t, v) for t, v in pushes if v > 0 and above[t]]
-        absent = [(t, v) for t, v in pushes if v > 0 and not above[t]]
+        row = parts[p.classes.index(label)]
+        pushes = sorted(
+            ((t, float(row[j])) for j, t in enumerate(p.terms) if row[j] > 0),
+            key=lambda item: item[1],
+            reverse=True,
+        )
+        above = {
+            t: t in values and transform(t, values[t]) > p.center[t] for t, _ in pushes
+        }
+        present = [(t, v) for t, v in pushes if above[t]]
+        absent = [(t, v) for t, v in pushes if not above[t]]
         chosen = (present or absent)[:MAX_EVIDENCE]
         evidence = tuple(
             (term_label(term), round(values[term], 4)) for term, _ in chosen

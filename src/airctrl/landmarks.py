@@ -305,7 +305,15 @@ class LandmarkDetector:
     ) -> list[FaceLandmarks]:
         faces: list[FaceLandmarks] = []
         for index, landmark_list in enumerate(result.face_landmarks):
-            raw = np.array([(p.x, p.y, p.z) for p in landmark_list], dtype=np.float32)
+            # One list per axis converts about twice as fast as a tuple per point.
+            raw = np.array(
+                [
+                    [p.x for p in landmark_list],
+                    [p.y for p in landmark_list],
+                    [p.z for p in landmark_list],
+                ],
+                dtype=np.float32,
+            ).T
             points = raw.copy()
             points[:, 0] = (
                 raw[:, 0] * window.width * window.scale + window.x0
