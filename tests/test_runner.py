@@ -446,19 +446,26 @@ def test_load_governor_never_skips_when_disabled() -> None:
     assert governor.stride == 1
 
 
-class FastLiveSource:
-    """A live source that delivers real frames faster than anything can analyse."""
+class RepeatedFrameSource:
+    """A source that yields one real frame ``count`` times, ``step_ms`` apart.
 
-    kind = "stream"
-    fps = 1000.0
+    ``kind`` "stream" with a high ``fps`` stands in for a live source that
+    delivers frames faster than anything can analyse; "video" at 25 fps for a
+    recorded video, whose frames are never skipped.
+    """
 
-    def __init__(self, image: np.ndarray, count: int) -> None:
+    def __init__(
+        self, image: np.ndarray, count: int, *, kind: str, fps: float, step_ms: int
+    ) -> None:
         self.image = image
         self.count = count
+        self.kind = kind
+        self.fps = fps
+        self.step_ms = step_ms
 
     def __iter__(self) -> Iterator[Frame]:
         for i in range(self.count):
-            yield Frame(self.image, i, i, "fast")
+            yield Frame(self.image, i * self.step_ms, i, self.kind)
 
     def close(self) -> None:
         pass
@@ -485,7 +492,9 @@ def test_run_overloaded_live_source_goes_light_and_skips_frames(
         settings,
         RunOptions(output_dir=tmp_path, write_video=False),
         model_path=model_path,
-        source_factory=lambda *_: FastLiveSource(happy_face_rgb, 120),
+        source_factory=lambda *_: RepeatedFrameSource(
+            happy_face_rgb, 120, kind="stream", fps=1000.0, step_ms=1
+        ),
     )
 
     after = (
@@ -499,24 +508,6 @@ def test_run_overloaded_live_source_goes_light_and_skips_frames(
     assert s.skipped_frames > 0
     assert s.frames + s.skipped_frames == 120
     assert after - before == s.skipped_frames
-
-
-class PacedSource:
-    """A recorded-video stand-in: the same real face frame at 25 fps, never skipped."""
-
-    kind = "video"
-    fps = 25.0
-
-    def __init__(self, image: np.ndarray, count: int) -> None:
-        self.image = image
-        self.count = count
-
-    def __iter__(self) -> Iterator[Frame]:
-        for i in range(self.count):
-            yield Frame(self.image, i * 40, i, "paced")
-
-    def close(self) -> None:
-        pass
 
 
 def test_run_light_mode_turns_off_when_the_load_eases(
@@ -553,7 +544,9 @@ def test_run_light_mode_turns_off_when_the_load_eases(
         settings,
         RunOptions(output_dir=tmp_path, write_video=False),
         model_path=model_path,
-        source_factory=lambda *_: PacedSource(happy_face_rgb, total_frames),
+        source_factory=lambda *_: RepeatedFrameSource(
+            happy_face_rgb, total_frames, kind="video", fps=25.0, step_ms=40
+        ),
     )
 
     switches = [
