@@ -95,3 +95,35 @@ def test_output_dir_under_a_file_is_one_line(
     assert code == 2
     assert err.strip().endswith("Not a directory") and err.count("airctrl: error:") == 1
     assert "Errno" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        pytest.param(
+            ["analyze", "x.jpg", "--max-faces", "zero"],
+            "airctrl: error: analyze: argument --max-faces: invalid int value: 'zero'",
+            id="bad-int",
+        ),
+        pytest.param(
+            ["analyze", "x.jpg", "--format", "xml"],
+            "airctrl: error: analyze: argument --format: invalid choice: 'xml'",
+            id="bad-choice",
+        ),
+        pytest.param(
+            ["frobnicate"],
+            "airctrl: error: argument COMMAND: invalid choice: 'frobnicate'",
+            id="unknown-command",
+        ),
+    ],
+)
+def test_bad_flag_is_one_error_line_without_the_usage_block(
+    capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith(expected)

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from airctrl.config import Settings, load_settings
 from airctrl.errors import AirctrlError
@@ -42,9 +42,25 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other failure.
+
+    argparse's own error prints the whole usage block first; here a bad flag
+    value reads ``airctrl: error: analyze: argument --max-faces: invalid int
+    value: 'zero' (see airctrl analyze --help)`` and exits with status 2.
+    Subcommand parsers inherit the class.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("airctrl").strip()
+        where = f"{command}: " if command else ""
+        hint = f"airctrl {command} --help" if command else "airctrl --help"
+        self.exit(2, f"airctrl: error: {where}{message} (see {hint})\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the top-level parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrorParser(
         prog="airctrl",
         description="Real-time facial emotion recognition.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
