@@ -319,13 +319,29 @@ def hud_pixels(screen: np.ndarray) -> tuple[int, int]:
     return box, panel
 
 
+def start_window_run(
+    video: Path, output_dir: Path, display: str
+) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """Start `airctrl run --window` looping ``video`` on ``display``.
+
+    Returns the process and the environment it runs in.
+    """
+    env = {**os.environ, "DISPLAY": display, "QT_QPA_PLATFORM": "xcb"}
+    process = subprocess.Popen(
+        run_command(video, output_dir, "--window"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return process, env
+
+
 def test_run_window_under_xvfb_shows_the_hud(
     tmp_path: Path, sample_path: Callable[[str], Path], xvfb_display: str
 ) -> None:
-    env = {**os.environ, "DISPLAY": xvfb_display, "QT_QPA_PLATFORM": "xcb"}
-    command = run_command(sample_path("single_face.mp4"), tmp_path, "--window")
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    process, _ = start_window_run(
+        sample_path("single_face.mp4"), tmp_path, xvfb_display
     )
     shot = tmp_path / "screen.png"
     grab = [shutil.which("import") or "import", "-display", xvfb_display,
@@ -349,11 +365,9 @@ def test_run_window_under_xvfb_shows_the_hud(
 def test_run_window_quits_on_q_and_keeps_outputs(
     tmp_path: Path, sample_path: Callable[[str], Path], xvfb_display: str
 ) -> None:
-    env = {**os.environ, "DISPLAY": xvfb_display, "QT_QPA_PLATFORM": "xcb"}
-    # --loop: the clip never ends by itself, so only the key press can stop it.
-    command = run_command(sample_path("single_face.mp4"), tmp_path, "--window")
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    # The clip loops, so only the key press can stop the run.
+    process, env = start_window_run(
+        sample_path("single_face.mp4"), tmp_path, xvfb_display
     )
     events = tmp_path / "events.jsonl"
     xdotool = shutil.which("xdotool") or "xdotool"

@@ -24,9 +24,10 @@ prototypes instead act as a prior during fitting (see
 :mod:`airctrl.calibration`), and every class's weight on its own prototype
 units is kept >= 0. ``t`` is ``sqrt(x + 0.01)`` for units and prototypes,
 which spreads the small scores MediaPipe gives subtle expressions
-(closed-mouth smiles), and the identity for geometry. ``center`` is the population mean of ``t(x_j)``, so a contribution
-reads "how far this feature pushes the face towards class c compared with an
-average face".
+(closed-mouth smiles), and the identity for geometry. ``center`` is the
+population mean of ``t(x_j)`` (``bend_center`` that of ``h(x_j)``), so a
+contribution reads "how far this feature pushes the face towards class c
+compared with an average face".
 
 The contributions are the evidence: the terms that pushed the chosen class up
 the most are reported in plain words with their raw values. The parameters
@@ -373,6 +374,9 @@ class EmotionClassifier:
     ) -> None:
         self.params = params
         self.extreme_yaw_deg = extreme_yaw_deg
+        self.extreme_pitch_deg = extreme_pitch_deg
+        self.low_confidence = low_confidence
+
         # The parameters as arrays (classes x terms), so a frame is scored with
         # a few vector operations instead of a loop per class and term.
         terms = params.terms
@@ -389,8 +393,6 @@ class EmotionClassifier:
             self._bends = np.array(
                 [[params.bends[c][t] for t in terms] for c in params.classes]
             )
-        self.extreme_pitch_deg = extreme_pitch_deg
-        self.low_confidence = low_confidence
 
     @classmethod
     def from_settings(cls, settings: EmotionSettings) -> EmotionClassifier:
