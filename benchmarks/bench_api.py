@@ -73,7 +73,9 @@ def rss_bytes(pid: int) -> int:
 
 
 @contextmanager
-def server(workdir: Path, workers: int, refine: bool) -> Iterator[tuple[str, int]]:
+def server(
+    workdir: Path, workers: int, detection: dict[str, object]
+) -> Iterator[tuple[str, int]]:
     port = free_port()
     config = workdir / f"bench-{port}.yaml"
     config.write_text(
@@ -85,7 +87,7 @@ def server(workdir: Path, workers: int, refine: bool) -> Iterator[tuple[str, int
                     "workers": workers,
                 },
                 "storage": {"backend": "none"},
-                "detection": {"max_faces": 12, "refine_stills": refine},
+                "detection": detection,
                 "logging": {"level": "WARNING"},
             }
         )
@@ -270,21 +272,36 @@ def main() -> int:
         action="store_true",
         help="serve with detection.refine_stills off (no second padded view)",
     )
-    args = parser.parse_args()
-    refine = not args.one_pass
-    settings = Settings.model_validate(
-        {"detection": {"max_faces": 12, "refine_stills": refine}}
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="serve with detection.fast_stills on (one pass for a large face)",
     )
+    parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="stop after the latency figures (skip throughput and memory)",
+    )
+    args = parser.parse_args()
+    detection: dict[str, object] = {
+        "max_faces": 12,
+        "refine_stills": not args.one_pass,
+        "fast_stills": args.fast,
+    }
+    settings = Settings.model_validate({"detection": detection})
 
     photo = resolve_sample("single_face.jpg").read_bytes()
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
-        with server(workdir, 1, refine) as (url, pid):
+        with server(workdir, 1, detection) as (url, pid):
             times = bench_latency(url, photo, args.requests, settings)
             raw_ms, decode_ms = median_ms(times["raw"]), median_ms(times["decode"])
             pipeline_ms, api_ms = median_ms(times["pipeline"]), median_ms(times["api"])
             ratio = api_ms / (raw_ms + decode_ms)
-            print(f"detection.refine_stills: {settings.detection.refine_stills}")
+            print(
+                f"detection.refine_stills: {settings.detection.refine_stills}, "
+                f"fast_stills: {settings.detection.fast_stills}"
+            )
             print(f"decode, single_face.jpg:             median {decode_ms:7.2f} ms")
             print(f"raw MediaPipe IMAGE call:            median {raw_ms:7.2f} ms")
             print(f"AIRCTRL pipeline in process:         median {pipeline_ms:7.2f} ms")
@@ -301,6 +318,8 @@ def main() -> int:
                 "latency ratio api / (pipeline + decode): "
                 f"{api_ms / (pipeline_ms + decode_ms):.2f} (HTTP and service overhead)"
             )
+            if args.latency_only:
+                return 0
             one = bench_throughput(url, photo, args.clients, args.load_seconds)
             print(f"throughput, 1 worker, {args.clients} clients:  {one:6.1f} req/s")
             before, after = bench_memory(url, pid, inputs())
@@ -319,7 +338,7 @@ def main() -> int:
                 + f" MiB ({(sessions[-1] - sessions[0]) / sessions[0] * 100:+.2f} % "
                 "from the 10th to the 50th)"
             )
-        with server(workdir, 2, refine) as (url, _pid):
+        with server(workdir, 2, detection) as (url, _pid):
             two = bench_throughput(url, photo, args.clients, args.load_seconds)
             print(
                 f"throughput, 2 workers, {args.clients} clients: {two:6.1f} req/s "

@@ -106,3 +106,64 @@ def test_refine_stills_switches_the_second_view(
         (one_pass_smile + one_pass.blendshapes["mouthSmileRight"]) / 2, abs=1e-3
     )
     assert same is (not refine)
+
+
+def _passes_on_a_portrait(
+    settings: Settings,
+    model_path: Path,
+    image: np.ndarray,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[int, str]:
+    """Return the landmarker passes one still costs and the emotion it gets."""
+    from airctrl.landmarks import LandmarkDetector
+
+    calls = []
+    real_run = LandmarkDetector._run
+
+    def counting_run(self: LandmarkDetector, *args: object) -> object:
+        calls.append(1)
+        return real_run(self, *args)
+
+    monkeypatch.setattr(LandmarkDetector, "_run", counting_run)
+    with Pipeline(settings, mode="image", model_path=model_path) as pipeline:
+        result = pipeline.process(Frame(image, 0, 0))
+    (face,) = result.faces
+    return len(calls), face.emotion.label
+
+
+@pytest.mark.parametrize(
+    ("fast", "expected_passes"),
+    [
+        # Whole image, confirming crop, then both again on the padded view.
+        pytest.param(False, 4, id="thorough"),
+        pytest.param(True, 1, id="fast"),
+    ],
+)
+def test_fast_stills_mesh_a_portrait_in_one_pass(
+    model_path: Path,
+    happy_face_rgb: np.ndarray,
+    monkeypatch: pytest.MonkeyPatch,
+    fast: bool,
+    expected_passes: int,
+) -> None:
+    settings = Settings.model_validate({"detection": {"fast_stills": fast}})
+
+    passes, label = _passes_on_a_portrait(
+        settings, model_path, happy_face_rgb, monkeypatch
+    )
+
+    assert passes == expected_passes
+    assert label == "happy"
+
+
+def test_fast_stills_still_confirm_small_faces_in_a_group(
+    model_path: Path, sample_path: Callable[[str], Path]
+) -> None:
+    from PIL import Image
+
+    group = np.asarray(Image.open(sample_path("multi_face.jpg")).convert("RGB"))
+    settings = Settings.model_validate({"detection": {"fast_stills": True}})
+    with Pipeline(settings, mode="image", model_path=model_path) as pipeline:
+        result = pipeline.process(Frame(group, 0, 0))
+
+    assert len(result.faces) == 5

@@ -261,7 +261,7 @@ def extract_samples(
     becomes a sample with ``face=None`` and ``error`` set; it is never dropped.
     """
     from airctrl.landmarks import LandmarkDetector
-    from airctrl.pipeline import landmarker_options
+    from airctrl.pipeline import has_padded_view, landmarker_options
 
     model_path = model_path or resolve_model(
         settings.assets.cache_dir, try_official=settings.assets.try_official_download
@@ -287,7 +287,7 @@ def extract_samples(
                 try:
                     frame = Frame(load_rgb(row.path), 0, index)
                     face = _largest(detector.detect(frame).faces)
-                    if face is not None:
+                    if face is not None and has_padded_view(settings):
                         # The same two-view averaging as the pipeline's image mode.
                         face = with_padded_view(detector, frame, (face,))[0]
                 except (ValueError, AirctrlError) as exc:

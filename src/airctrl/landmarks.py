@@ -75,6 +75,13 @@ VERIFY_SIDE = 256
 #: re-run corrects); the false mesh between two faces re-detects onto its
 #: neighbour, which the duplicate filter then removes.
 VERIFY_IOU = 0.3
+#: With ``LandmarkerOptions.trust_large_faces``, a face from a still's first
+#: whole-image pass whose box side is at least this share of the image's long
+#: side is kept without the confirming re-run, which would repeat the landmarker
+#: pass on a crop about its own size. The false and misaligned first meshes the
+#: re-run exists for come from small faces in group shots and from tiles; the
+#: re-centred mesh still reads expressions better (see README).
+TRUSTED_FACE_SHARE = 0.3
 #: Mean luma (0-255) under which a frame is flagged "low_light": an unlit room
 #: shot by a webcam averages 10-30; ordinary indoor footage is above 60.
 LOW_LIGHT_MEAN_LUMA = 40.0
@@ -113,6 +120,9 @@ class LandmarkerOptions:
     tile_retry: bool = True
     extreme_yaw_deg: float = 35.0
     extreme_pitch_deg: float = 30.0
+    #: Keep large faces of a still's first pass without the confirming re-run
+    #: (see :data:`TRUSTED_FACE_SHARE`).
+    trust_large_faces: bool = False
 
 
 @contextlib.contextmanager
@@ -441,6 +451,12 @@ class LandmarkDetector:
             flags.append(FLAG_DOWNSCALED)
         whole = _Window(0, 0, scale, work.shape[1], work.shape[0])
         candidates = self._faces_from_result(self._run(work, 0), whole, width, height)
+        trusted = [
+            face
+            for face in candidates
+            if self.options.trust_large_faces
+            and max(face.box.width, face.box.height) >= TRUSTED_FACE_SHARE * long_side
+        ]
 
         if not candidates and dark:
             brighter = brighten(work)
@@ -461,7 +477,7 @@ class LandmarkDetector:
             if not complete:
                 flags.append(FLAG_SMALL_FACES)
 
-        faces = self._confirm(full, candidates)
+        faces = self._confirm(full, candidates, trusted)
         if not faces and scale > 1.0 and FLAG_SMALL_FACES not in flags:
             flags.append(FLAG_SMALL_FACES)
         return faces
@@ -534,15 +550,23 @@ class LandmarkDetector:
         return best, _iou(best.box, box)
 
     def _confirm(
-        self, image: npt.NDArray[np.uint8], candidates: list[FaceLandmarks]
+        self,
+        image: npt.NDArray[np.uint8],
+        candidates: list[FaceLandmarks],
+        trusted: list[FaceLandmarks],
     ) -> list[FaceLandmarks]:
         """Keep candidates that re-detect on their own crop; drop duplicates.
 
-        Each kept face is the re-run's version (its mesh centred on the face).
-        Of overlapping faces, the one whose re-run agreed best is kept.
+        Each kept face is the re-run's version (its mesh centred on the face),
+        except ``trusted`` candidates, which are kept as found without a re-run
+        (counted as full agreement). Of overlapping faces, the one whose re-run
+        agreed best is kept.
         """
         confirmed: list[tuple[float, FaceLandmarks]] = []
         for candidate in _unique(candidates):
+            if any(candidate is face for face in trusted):
+                confirmed.append((1.0, candidate))
+                continue
             refined, agreement = self._verify(image, candidate)
             if refined is None or agreement < VERIFY_IOU:
                 logger.debug(

@@ -31,7 +31,14 @@ from airctrl.types import (
     HeadPose,
 )
 
-__all__ = ["QUALITY_SHRINK", "FaceResult", "FrameResult", "Pipeline", "gate_quality"]
+__all__ = [
+    "QUALITY_SHRINK",
+    "FaceResult",
+    "FrameResult",
+    "Pipeline",
+    "gate_quality",
+    "has_padded_view",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -167,9 +174,15 @@ def landmarker_options(settings: Settings) -> LandmarkerOptions:
         min_image_side=d.min_image_side,
         pad_retry=d.pad_retry,
         tile_retry=d.tile_retry,
+        trust_large_faces=d.fast_stills,
         extreme_yaw_deg=settings.emotion.extreme_yaw_deg,
         extreme_pitch_deg=settings.emotion.extreme_pitch_deg,
     )
+
+
+def has_padded_view(settings: Settings) -> bool:
+    """True when stills average a second, padded view (see ``with_padded_view``)."""
+    return settings.detection.refine_stills and not settings.detection.fast_stills
 
 
 class Pipeline:
@@ -292,7 +305,7 @@ class Pipeline:
         self, frame: Frame, found: tuple[FaceLandmarks, ...]
     ) -> tuple[FaceResult, ...]:
         """Faces of a photo, numbered by position; no tracking or smoothing."""
-        if self.settings.detection.refine_stills:
+        if has_padded_view(self.settings):
             found = with_padded_view(self._detector, frame, found)
 
         faces = []
