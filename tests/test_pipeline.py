@@ -108,27 +108,28 @@ def test_refine_stills_switches_the_second_view(
     assert same is (not refine)
 
 
-def _passes_on_a_portrait(
+def _passes_and_emotions(
     settings: Settings,
     model_path: Path,
     image: np.ndarray,
     monkeypatch: pytest.MonkeyPatch,
-) -> tuple[int, str]:
-    """Return the landmarker passes one still costs and the emotion it gets."""
+) -> tuple[list[tuple[int, ...]], list[str]]:
+    """Return the input shape of every landmarker pass of a still, and its emotions."""
     from airctrl.landmarks import LandmarkDetector
 
     calls = []
     real_run = LandmarkDetector._run
 
-    def counting_run(self: LandmarkDetector, *args: object) -> object:
-        calls.append(1)
-        return real_run(self, *args)
+    def counting_run(
+        self: LandmarkDetector, image: np.ndarray, timestamp_ms: int
+    ) -> object:
+        calls.append(image.shape)
+        return real_run(self, image, timestamp_ms)
 
     monkeypatch.setattr(LandmarkDetector, "_run", counting_run)
     with Pipeline(settings, mode="image", model_path=model_path) as pipeline:
         result = pipeline.process(Frame(image, 0, 0))
-    (face,) = result.faces
-    return len(calls), face.emotion.label
+    return calls, [face.emotion.label for face in result.faces]
 
 
 @pytest.mark.parametrize(
@@ -148,22 +149,32 @@ def test_fast_stills_mesh_a_portrait_in_one_pass(
 ) -> None:
     settings = Settings.model_validate({"detection": {"fast_stills": fast}})
 
-    passes, label = _passes_on_a_portrait(
+    passes, labels = _passes_and_emotions(
         settings, model_path, happy_face_rgb, monkeypatch
     )
 
-    assert passes == expected_passes
-    assert label == "happy"
+    assert len(passes) == expected_passes
+    assert labels == ["happy"]
 
 
 def test_fast_stills_still_confirm_small_faces_in_a_group(
-    model_path: Path, sample_path: Callable[[str], Path]
+    model_path: Path,
+    sample_path: Callable[[str], Path],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from PIL import Image
 
-    group = np.asarray(Image.open(sample_path("multi_face.jpg")).convert("RGB"))
-    settings = Settings.model_validate({"detection": {"fast_stills": True}})
-    with Pipeline(settings, mode="image", model_path=model_path) as pipeline:
-        result = pipeline.process(Frame(group, 0, 0))
+    from airctrl.landmarks import VERIFY_SIDE
 
-    assert len(result.faces) == 5
+    group = np.asarray(Image.open(sample_path("multi_face.jpg")).convert("RGB"))
+    # No tiles, so every crop run below confirms a face of the first pass.
+    settings = Settings.model_validate(
+        {"detection": {"fast_stills": True, "tile_retry": False}}
+    )
+
+    passes, labels = _passes_and_emotions(settings, model_path, group, monkeypatch)
+
+    # Each small face still gets its confirming run on a 256 px crop around it.
+    crops = [shape for shape in passes if shape[:2] == (VERIFY_SIDE, VERIFY_SIDE)]
+    assert labels  # the three largest faces are found without tiles
+    assert len(crops) >= len(labels)
