@@ -169,15 +169,31 @@ def test_run_missing_source_is_one_line_error(
 
 
 @pytest.mark.parametrize(
-    "stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"]
+    ("stop_signal", "started_with_sigint_ignored"),
+    [
+        pytest.param(signal.SIGINT, False, id="ctrl-c"),
+        pytest.param(signal.SIGINT, True, id="ctrl-c-started-in-background"),
+        pytest.param(signal.SIGTERM, False, id="sigterm"),
+    ],
 )
 def test_run_stop_signal_ends_cleanly_and_keeps_outputs(
-    tmp_path: Path, sample_path: Callable[[str], Path], stop_signal: int
+    tmp_path: Path,
+    sample_path: Callable[[str], Path],
+    stop_signal: int,
+    started_with_sigint_ignored: bool,
 ) -> None:
     command = run_command(sample_path("single_face.mp4"), tmp_path, "--headless")
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    # A shell without job control starts background commands with SIGINT
+    # ignored; an ignored signal stays ignored across exec, so the child
+    # inherits it the same way from here.
+    handler = signal.SIG_IGN if started_with_sigint_ignored else signal.SIG_DFL
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     events = tmp_path / "events.jsonl"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (

@@ -184,6 +184,10 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     # Container runtimes and systemd stop with SIGTERM: treat it like Ctrl-C so
     # the video and event files are closed properly.
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # A shell without job control starts background commands with SIGINT
+    # ignored, and Python then leaves it ignored: Ctrl-C (or a supervisor's
+    # SIGINT) would do nothing. Ctrl-C always stops a run.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         summary = run(
             settings,
@@ -194,6 +198,7 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         )
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     if is_tty and last_len:
         sys.stderr.write("\n")
     failed = [s for s in summary.sources if s.error]
