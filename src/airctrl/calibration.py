@@ -26,9 +26,8 @@ from airctrl.emotions import (
     MODEL_UNITS,
     PROTOTYPES,
     EmotionParams,
-    bend,
     term_values,
-    transform,
+    transform_terms,
 )
 from airctrl.features import Features, extract_features
 from airctrl.types import EMOTIONS
@@ -185,11 +184,8 @@ def _design(
     width = len(terms) * (1 if knot is None else 2)
     matrix = np.zeros((len(rows), width), dtype=np.float64)
     for i, values in enumerate(rows):
-        found = term_values(Features(values))
-        line = [transform(t, found[t]) if t in found else 0.0 for t in terms]
-        if knot is not None:
-            line += [bend(t, found[t], knot) if t in found else 0.0 for t in terms]
-        matrix[i] = line
+        line, past, _ = transform_terms(term_values(Features(values)), terms, knot)
+        matrix[i] = line if knot is None else np.concatenate([line, past])
     return matrix
 
 

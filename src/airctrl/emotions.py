@@ -43,7 +43,7 @@ import copy
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -61,10 +61,9 @@ __all__ = [
     "PROTOTYPES",
     "EmotionClassifier",
     "EmotionParams",
-    "bend",
     "load_params",
     "term_values",
-    "transform",
+    "transform_terms",
 ]
 
 logger = logging.getLogger(__name__)
@@ -173,26 +172,26 @@ def term_values(
 TRANSFORM_OFFSET = 0.01
 
 
-def transform(term: str, value: float) -> float:
-    """Return the model's transform of a term value.
+def transform_terms(
+    values: Mapping[str, float], terms: Sequence[str], knot: float | None
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Return the model's inputs for ``terms``: t(x), h(x) and which are present.
 
-    ``sqrt(value + offset)`` for unit and prototype terms; geometry ratios are
-    used as they are.
+    ``t`` is ``sqrt(x + offset)`` for unit and prototype terms and the identity
+    for geometry ratios; ``h`` is ``max(0, t(x) - t(knot))`` for unit and
+    prototype terms and 0 for geometry (all 0 when ``knot`` is None). Each
+    array has one entry per term, in order; a term missing from ``values`` is 0
+    in both and False in the third.
     """
-    if term in GEOMETRY_TERMS:
-        return value
-    return math.sqrt(max(0.0, value) + TRANSFORM_OFFSET)
-
-
-def bend(term: str, value: float, knot: float) -> float:
-    """Return how far a term's transformed value lies past the bend at ``knot``.
-
-    ``max(0, t(value) - t(knot))`` for unit and prototype terms; 0 for geometry
-    ratios, which have no bend.
-    """
-    if term in GEOMETRY_TERMS:
-        return 0.0
-    return max(0.0, transform(term, value) - transform(term, knot))
+    present = np.array([t in values for t in terms])
+    is_geometry = np.array([t in GEOMETRY_TERMS for t in terms])
+    raw = np.array([values.get(t, 0.0) for t in terms], dtype=np.float64)
+    line = np.where(is_geometry, raw, np.sqrt(np.maximum(raw, 0.0) + TRANSFORM_OFFSET))
+    past = np.zeros(len(terms))
+    if knot is not None:
+        bent = np.maximum(line - math.sqrt(knot + TRANSFORM_OFFSET), 0.0)
+        past = np.where(is_geometry, 0.0, bent)
+    return np.where(present, line, 0.0), np.where(present, past, 0.0), present
 
 
 @dataclass(frozen=True)
@@ -380,7 +379,6 @@ class EmotionClassifier:
         # The parameters as arrays (classes x terms), so a frame is scored with
         # a few vector operations instead of a loop per class and term.
         terms = params.terms
-        self._is_geometry = np.array([t in GEOMETRY_TERMS for t in terms])
         self._center = np.array([params.center[t] for t in terms])
         self._weights = np.array(
             [[params.weights[c][t] for t in terms] for c in params.classes]
@@ -388,7 +386,6 @@ class EmotionClassifier:
         self._bias = np.array([params.bias[c] for c in params.classes])
         self._bends: npt.NDArray[np.float64] | None = None
         if params.knot is not None:
-            self._knot_t = math.sqrt(params.knot + TRANSFORM_OFFSET)
             self._bend_center = np.array([params.bend_center[t] for t in terms])
             self._bends = np.array(
                 [[params.bends[c][t] for t in terms] for c in params.classes]
@@ -414,34 +411,33 @@ class EmotionClassifier:
 
     def _term_arrays(
         self, features: Features, baseline: Features | None
-    ) -> tuple[dict[str, float], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        """Return (term values, (classes, terms) contributions, scores per class).
+    ) -> tuple[
+        dict[str, float],
+        npt.NDArray[np.float64],
+        npt.NDArray[np.float64],
+        npt.NDArray[np.bool_],
+    ]:
+        """Return term values, contributions, scores and which terms are above centre.
 
-        Rows and columns follow ``params.classes`` and ``params.terms``; a term
-        missing from ``features`` contributes 0.
+        Contributions are (classes, terms), following ``params.classes`` and
+        ``params.terms``; a term missing from ``features`` contributes 0 and is
+        not above the centre.
         """
         p = self.params
         values = term_values(features, baseline, p.rest)
-        present = np.array([t in values for t in p.terms])
-        raw = np.array([values.get(t, 0.0) for t in p.terms])
-        line = np.where(
-            self._is_geometry, raw, np.sqrt(np.maximum(raw, 0.0) + TRANSFORM_OFFSET)
-        )
+        line, past, present = transform_terms(values, p.terms, p.knot)
         parts = self._weights * np.where(present, line - self._center, 0.0)
         if self._bends is not None:
-            past = np.where(
-                self._is_geometry, 0.0, np.maximum(line - self._knot_t, 0.0)
-            )
             parts += self._bends * np.where(present, past - self._bend_center, 0.0)
         scores = self._bias + parts.sum(axis=1)
-        return values, parts, scores
+        return values, parts, scores, present & (line > self._center)
 
     def contributions(
         self, features: Features, baseline: Features | None = None
     ) -> tuple[dict[str, float], dict[str, dict[str, float]], dict[str, float]]:
         """Return (term values, per-class contributions, per-class scores)."""
         p = self.params
-        values, parts, scores = self._term_arrays(features, baseline)
+        values, parts, scores, _ = self._term_arrays(features, baseline)
         by_class = {
             c: {t: float(parts[k, j]) for j, t in enumerate(p.terms)}
             for k, c in enumerate(p.classes)
@@ -470,7 +466,7 @@ class EmotionClassifier:
         neutral), the movements whose absence did ("lip-corner pull 0.00").
         """
         p = self.params
-        values, parts, score_array = self._term_arrays(features, baseline)
+        values, parts, score_array, above = self._term_arrays(features, baseline)
         probs = self.probabilities(
             {c: float(score_array[k]) for k, c in enumerate(p.classes)}
         )
@@ -480,15 +476,12 @@ class EmotionClassifier:
         # fall back to what it does not do (a term below it), as for neutral.
         row = parts[p.classes.index(label)]
         pushes = sorted(
-            ((t, float(row[j])) for j, t in enumerate(p.terms) if row[j] > 0),
+            ((j, float(row[j])) for j in range(len(p.terms)) if row[j] > 0),
             key=lambda item: item[1],
             reverse=True,
         )
-        above = {
-            t: t in values and transform(t, values[t]) > p.center[t] for t, _ in pushes
-        }
-        present = [(t, v) for t, v in pushes if above[t]]
-        absent = [(t, v) for t, v in pushes if not above[t]]
+        present = [(p.terms[j], v) for j, v in pushes if above[j]]
+        absent = [(p.terms[j], v) for j, v in pushes if not above[j]]
         chosen = (present or absent)[:MAX_EVIDENCE]
         evidence = tuple(
             (term_label(term), round(values[term], 4)) for term, _ in chosen
