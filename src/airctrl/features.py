@@ -118,24 +118,6 @@ _BROW_OUTER = (46, 276)
 # most photos, so these distances stand in for them.
 _UPPER_LIP_TOP = 0
 _NOSE_BASE = 2
-#: Every landmark the geometry reads.
-_USED = np.array(
-    sorted(
-        {
-            *_EYE_OUTER,
-            *_LIP_INNER,
-            *_MOUTH_CORNERS,
-            *_BROW_MID,
-            *_UPPER_LID,
-            *_LOWER_LID,
-            *_BROW_INNER,
-            *_EYE_INNER,
-            *_BROW_OUTER,
-            _UPPER_LIP_TOP,
-            _NOSE_BASE,
-        }
-    )
-)
 
 
 @dataclass(frozen=True)
@@ -174,12 +156,8 @@ def action_units(blendshapes: Mapping[str, float]) -> dict[str, float]:
 def _upright_points(
     points: npt.NDArray[np.float32], aspect: float
 ) -> npt.NDArray[np.float64]:
-    """Return (N, 2) points in a square, roll-corrected frame (x to the right eye).
-
-    Only the points :func:`geometry` reads are turned; the others are 0.
-    """
-    xy = np.zeros((points.shape[0], 2), dtype=np.float64)
-    xy[_USED] = points[_USED, :2]
+    """Return (N, 2) points in a square, roll-corrected frame (x to the right eye)."""
+    xy = np.asarray(points[:, :2], dtype=np.float64).copy()
     xy[:, 0] *= aspect
     left, right = xy[_EYE_OUTER[0]], xy[_EYE_OUTER[1]]
     angle = math.atan2(right[1] - left[1], right[0] - left[0])

@@ -451,12 +451,11 @@ class LandmarkDetector:
             flags.append(FLAG_DOWNSCALED)
         whole = _Window(0, 0, scale, work.shape[1], work.shape[0])
         candidates = self._faces_from_result(self._run(work, 0), whole, width, height)
-        trusted = [
-            face
-            for face in candidates
+        trusted = (
+            [f for f in candidates if _box_side(f) >= TRUSTED_FACE_SHARE * long_side]
             if self.options.trust_large_faces
-            and max(face.box.width, face.box.height) >= TRUSTED_FACE_SHARE * long_side
-        ]
+            else []
+        )
 
         if not candidates and dark:
             brighter = brighten(work)
@@ -699,6 +698,11 @@ def _same_face(a: BoundingBox, b: BoundingBox) -> bool:
         if inside_x and outer.y <= cy <= outer.y + outer.height:
             return True
     return False
+
+
+def _box_side(face: FaceLandmarks) -> int:
+    """Return the longer side of ``face``'s box in pixels."""
+    return max(face.box.width, face.box.height)
 
 
 def _unique(faces: list[FaceLandmarks]) -> list[FaceLandmarks]:
