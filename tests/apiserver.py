@@ -167,3 +167,19 @@ def server_log(workdir: Path) -> str:
     return "\n".join(
         p.read_text(errors="replace") for p in sorted(workdir.glob("server-*.log"))
     )
+
+
+@contextlib.contextmanager
+def app_client(
+    folder: Path, model_path: Path, *, raise_server_exceptions: bool = True
+) -> Iterator[Any]:
+    """Yield an in-process TestClient of the app built from ``base_settings``."""
+    from fastapi.testclient import TestClient
+
+    from airctrl.api import create_app
+    from airctrl.config import Settings
+
+    settings = Settings.model_validate(base_settings(folder))
+    app = create_app(settings, model_path=model_path)
+    with TestClient(app, raise_server_exceptions=raise_server_exceptions) as client:
+        yield client

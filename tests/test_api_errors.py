@@ -7,11 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from apiserver import API_KEY, base_settings
+from apiserver import API_KEY, app_client
 from fastapi.testclient import TestClient
 
-from airctrl.api import create_app
-from airctrl.config import Settings
 from airctrl.errors import AirctrlError
 
 KEY = {"X-API-Key": API_KEY}
@@ -24,10 +22,7 @@ def client(
     tmp_path_factory: pytest.TempPathFactory, model_path: Path
 ) -> Iterator[TestClient]:
     folder = tmp_path_factory.mktemp("api-errors")
-    app = create_app(
-        Settings.model_validate(base_settings(folder)), model_path=model_path
-    )
-    with TestClient(app, raise_server_exceptions=False) as test_client:
+    with app_client(folder, model_path, raise_server_exceptions=False) as test_client:
         yield test_client
 
 

@@ -7,12 +7,9 @@ from pathlib import Path
 
 import media
 import pytest
-from apiserver import API_KEY, base_settings
+from apiserver import API_KEY, app_client
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-
-from airctrl.api import create_app
-from airctrl.config import Settings
 
 KEY = {"X-API-Key": API_KEY}
 DECODE_FAILURES = "airctrl_face_detection_failures_total"
@@ -23,10 +20,7 @@ def client(
     tmp_path_factory: pytest.TempPathFactory, model_path: Path
 ) -> Iterator[TestClient]:
     folder = tmp_path_factory.mktemp("api-routes")
-    app = create_app(
-        Settings.model_validate(base_settings(folder)), model_path=model_path
-    )
-    with TestClient(app) as test_client:
+    with app_client(folder, model_path) as test_client:
         yield test_client
 
 
