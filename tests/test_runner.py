@@ -42,6 +42,21 @@ def run_command(video: Path, output_dir: Path, *flags: str) -> list[str]:
     ]  # fmt: skip
 
 
+def stop_run(process: subprocess.Popen[str], stop_signal: int) -> tuple[str, str]:
+    """Send ``stop_signal`` and return (stdout, stderr) once the run has exited.
+
+    A run that ignores the signal is killed after 30 s (and the timeout raised),
+    so a failing test never leaves a looping run behind.
+    """
+    process.send_signal(stop_signal)
+    try:
+        return process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
 def count_video_frames(path: Path) -> int:
     capture = cv2.VideoCapture(str(path))
     count = 0
@@ -201,8 +216,7 @@ def test_run_stop_signal_ends_cleanly_and_keeps_outputs(
     ):
         time.sleep(0.2)
 
-    process.send_signal(stop_signal)
-    out, err = process.communicate(timeout=30)
+    out, err = stop_run(process, stop_signal)
 
     assert process.returncode == 0, err
     assert "stopped by user" in out
@@ -370,8 +384,7 @@ def test_run_window_under_xvfb_shows_the_hud(
         time.sleep(2.0)
         subprocess.run(grab, check=True, timeout=30)
         box_pixels, panel_pixels = hud_pixels(cv2.imread(str(shot)))
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=30)
+    _, err = stop_run(process, signal.SIGINT)
 
     assert process.returncode == 0, err
     assert box_pixels > 300
