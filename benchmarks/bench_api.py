@@ -14,6 +14,7 @@ Targets: median API latency <= 1.3 x (raw + decode); memory growth between
 the two readings < 5 %. Run from the repository root::
 
     python benchmarks/bench_api.py [--requests 200] [--load-seconds 10]
+        [--search fast|thorough] [--latency-only]
 """
 
 from __future__ import annotations
@@ -153,9 +154,9 @@ def bench_latency(
     The four are interleaved so all see the same background load and their
     ratios hold on a busy machine. "raw" is one plain IMAGE-mode
     ``FaceLandmarker.detect`` call, what a minimal integration does; the
-    pipeline adds its still-image search (candidate confirmation, retries) and,
-    with ``detection.refine_stills``, a second padded view, all of which the API
-    runs too. Returns seconds per sample under "decode", "raw", "pipeline", "api".
+    pipeline adds its still-image search (``detection.still_search``: retries,
+    and in the thorough search a confirming re-run per face and a second padded
+    view), all of which the API runs too. Returns seconds per sample under "decode", "raw", "pipeline", "api".
     """
     import mediapipe as mp
     from mediapipe.tasks import python as mp_tasks
@@ -268,14 +269,10 @@ def main() -> int:
         "--clients", type=int, default=8, help="concurrent clients for throughput"
     )
     parser.add_argument(
-        "--one-pass",
-        action="store_true",
-        help="serve with detection.refine_stills off (no second padded view)",
-    )
-    parser.add_argument(
-        "--fast",
-        action="store_true",
-        help="serve with detection.fast_stills on (one pass for a large face)",
+        "--search",
+        choices=("fast", "thorough"),
+        default="fast",
+        help="detection.still_search the server and the in-process pipeline use",
     )
     parser.add_argument(
         "--latency-only",
@@ -285,8 +282,7 @@ def main() -> int:
     args = parser.parse_args()
     detection: dict[str, object] = {
         "max_faces": 12,
-        "refine_stills": not args.one_pass,
-        "fast_stills": args.fast,
+        "still_search": args.search,
     }
     settings = Settings.model_validate({"detection": detection})
 
@@ -298,10 +294,7 @@ def main() -> int:
             raw_ms, decode_ms = median_ms(times["raw"]), median_ms(times["decode"])
             pipeline_ms, api_ms = median_ms(times["pipeline"]), median_ms(times["api"])
             ratio = api_ms / (raw_ms + decode_ms)
-            print(
-                f"detection.refine_stills: {settings.detection.refine_stills}, "
-                f"fast_stills: {settings.detection.fast_stills}"
-            )
+            print(f"detection.still_search: {settings.detection.still_search}")
             print(f"decode, single_face.jpg:             median {decode_ms:7.2f} ms")
             print(f"raw MediaPipe IMAGE call:            median {raw_ms:7.2f} ms")
             print(f"AIRCTRL pipeline in process:         median {pipeline_ms:7.2f} ms")

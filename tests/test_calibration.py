@@ -133,6 +133,57 @@ def test_fit_without_a_knot_writes_format_without_bends() -> None:
     assert "bend" not in params.to_dict()
 
 
+def _with_shapes(sample: Sample, shapes: dict[str, float] | None) -> Sample:
+    """Return ``sample`` with its face's blendshapes replaced (None: no face)."""
+    from dataclasses import replace
+
+    if shapes is None or sample.face is None:
+        return Sample(sample.row, None, "no face found")
+    return Sample(sample.row, replace(sample.face, blendshapes=shapes))
+
+
+def test_cross_validation_scores_held_out_photos_as_the_other_search_finds_them() -> (
+    None
+):
+    from airctrl.commands.calibrate import cross_validated_evaluation
+
+    samples = synthetic_samples()
+    blank = {name: 0.0 for name in samples[0].face.blendshapes}  # type: ignore[union-attr]
+    # The scored search sees every face at rest, so the out-of-fold parameters,
+    # fitted on the clear faces, must call (nearly) all of them one class.
+    at_rest = [_with_shapes(s, blank) for s in samples]
+    options = FitOptions(folds=3)
+
+    own = cross_validated_evaluation(samples, options)
+    same = cross_validated_evaluation(samples, options, list(samples))
+    other = cross_validated_evaluation(samples, options, at_rest)
+
+    assert own.overall.accuracy > 0.9
+    assert same.overall.accuracy == own.overall.accuracy
+    assert len(other.rows) == len(samples)
+    assert len({row.predicted for row in other.rows}) == 1
+    assert other.overall.accuracy == pytest.approx(0.25)
+
+
+def test_cross_validation_scores_a_face_only_the_other_search_found() -> None:
+    from airctrl.commands.calibrate import cross_validated_evaluation
+
+    samples = synthetic_samples()
+    fitted = [_with_shapes(samples[0], None), *samples[1:]]
+    scored = [samples[0], *[_with_shapes(s, None) for s in samples[1:3]], *samples[3:]]
+
+    evaluation = cross_validated_evaluation(fitted, FitOptions(folds=3), scored)
+
+    by_path = {row.path: row for row in evaluation.rows}
+    assert len(evaluation.rows) == len(samples)
+    assert by_path[samples[0].row.relative_path].predicted is not None
+    assert {row.path for row in evaluation.no_face} == {
+        s.row.relative_path for s in samples[1:3]
+    }
+    with pytest.raises(ValueError, match="held_out_samples"):
+        cross_validated_evaluation(fitted, FitOptions(folds=3), scored[:-1])
+
+
 def test_folds_never_split_a_subject() -> None:
     labels = np.array([0, 1] * 20)
     groups = [f"s{i // 4}" for i in range(40)]

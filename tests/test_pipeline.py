@@ -85,27 +85,29 @@ def test_image_mode_numbers_faces_by_position_in_frame(
     assert results[0].faces[0].emotion == results[1].faces[0].emotion
 
 
-@pytest.mark.parametrize("refine", [True, False], ids=["refined", "one-pass"])
-def test_refine_stills_switches_the_second_view(
-    model_path: Path, happy_face_rgb: np.ndarray, refine: bool
+@pytest.mark.parametrize("search", ["thorough", "fast"])
+def test_still_search_switches_the_second_view(
+    model_path: Path, happy_face_rgb: np.ndarray, search: str
 ) -> None:
-    from airctrl.config import DetectionSettings
     from airctrl.landmarks import LandmarkDetector
+    from airctrl.pipeline import landmarker_options
 
-    settings = Settings(detection=DetectionSettings(refine_stills=refine))
+    settings = Settings.model_validate({"detection": {"still_search": search}})
     with Pipeline(settings, mode="image", model_path=model_path) as pipeline:
         face = pipeline.process(Frame(happy_face_rgb, 0, 0)).faces[0]
-    with LandmarkDetector(model_path, mode="image") as detector:
-        one_pass = detector.detect(Frame(happy_face_rgb, 0, 0)).faces[0]
-    one_pass_smile = one_pass.blendshapes["mouthSmileLeft"]
+    # The same face search on its own: no second view.
+    options = landmarker_options(settings)
+    with LandmarkDetector(model_path, mode="image", options=options) as detector:
+        one_view = detector.detect(Frame(happy_face_rgb, 0, 0)).faces[0]
+    one_view_smile = one_view.blendshapes["mouthSmileLeft"]
 
     evidence = dict(face.emotion.evidence)
     assert face.emotion.label == "happy"
     assert ("lip-corner pull" in evidence) is True
     same = evidence["lip-corner pull"] == pytest.approx(
-        (one_pass_smile + one_pass.blendshapes["mouthSmileRight"]) / 2, abs=1e-3
+        (one_view_smile + one_view.blendshapes["mouthSmileRight"]) / 2, abs=1e-3
     )
-    assert same is (not refine)
+    assert same is (search == "fast")
 
 
 def _passes_and_emotions(
@@ -133,21 +135,24 @@ def _passes_and_emotions(
 
 
 @pytest.mark.parametrize(
-    ("fast", "expected_passes"),
+    ("search", "expected_passes"),
     [
         # Whole image, confirming crop, then both again on the padded view.
-        pytest.param(False, 4, id="thorough"),
-        pytest.param(True, 1, id="fast"),
+        pytest.param("thorough", 4, id="thorough"),
+        pytest.param("fast", 1, id="fast"),
+        # The default: the API's latency target needs one pass for a portrait.
+        pytest.param(None, 1, id="default"),
     ],
 )
-def test_fast_stills_mesh_a_portrait_in_one_pass(
+def test_still_search_meshes_a_portrait_in_one_or_four_passes(
     model_path: Path,
     happy_face_rgb: np.ndarray,
     monkeypatch: pytest.MonkeyPatch,
-    fast: bool,
+    search: str | None,
     expected_passes: int,
 ) -> None:
-    settings = Settings.model_validate({"detection": {"fast_stills": fast}})
+    detection = {} if search is None else {"still_search": search}
+    settings = Settings.model_validate({"detection": detection})
 
     passes, labels = _passes_and_emotions(
         settings, model_path, happy_face_rgb, monkeypatch
@@ -157,7 +162,7 @@ def test_fast_stills_mesh_a_portrait_in_one_pass(
     assert labels == ["happy"]
 
 
-def test_fast_stills_still_confirm_small_faces_in_a_group(
+def test_fast_search_still_confirms_small_faces_in_a_group(
     model_path: Path,
     sample_path: Callable[[str], Path],
     monkeypatch: pytest.MonkeyPatch,
@@ -169,7 +174,7 @@ def test_fast_stills_still_confirm_small_faces_in_a_group(
     group = np.asarray(Image.open(sample_path("multi_face.jpg")).convert("RGB"))
     # No tiles, so every crop run below confirms a face of the first pass.
     settings = Settings.model_validate(
-        {"detection": {"fast_stills": True, "tile_retry": False}}
+        {"detection": {"still_search": "fast", "tile_retry": False}}
     )
 
     passes, labels = _passes_and_emotions(settings, model_path, group, monkeypatch)

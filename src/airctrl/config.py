@@ -87,14 +87,14 @@ class DetectionSettings(_Section):
     min_image_side: int = Field(default=32, ge=8)
     pad_retry: bool = True
     tile_retry: bool = True
-    #: Stills only: a second landmarker pass on the padded photo, averaged with the
-    #: first (the emotion parameters are fitted that way; costs one more pass).
-    refine_stills: bool = True
-    #: Stills only: when the first whole-image pass finds a large face, keep it
-    #: without the confirming re-run and skip the padded view, so a portrait
-    #: costs one landmarker pass instead of four. For latency-bound services;
-    #: the emotions are less accurate (README, "Emotion model").
-    fast_stills: bool = False
+    #: How hard stills (photos, uploads) are searched. "fast": one whole-image
+    #: landmarker pass; a face at least 30% of the image's long side is kept as
+    #: found, smaller faces and retries are confirmed by a re-run on their own
+    #: crop. "thorough": every face is confirmed and re-centred on its crop,
+    #: and the blendshapes are averaged with a padded second view: four passes
+    #: for a portrait instead of one, and a little more accurate (README,
+    #: "Emotion model"). Video frames always take one tracked pass.
+    still_search: Literal["fast", "thorough"] = "fast"
 
 
 class EmotionSettings(_Section):

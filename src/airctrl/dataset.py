@@ -255,8 +255,9 @@ def extract_samples(
     """Find the largest face in every row's photo, reading and filling the cache.
 
     The landmarker runs in image mode with its padded retry, so tight crops cut
-    at chin and forehead are found, and the face's blendshapes are averaged
-    with a second, padded view exactly as the pipeline does for stills
+    at chin and forehead are found, and with ``detection.still_search:
+    thorough`` the face's blendshapes are averaged with a second, padded view
+    exactly as the pipeline does for stills
     (:func:`airctrl.features.with_padded_view`). A photo that cannot be read
     becomes a sample with ``face=None`` and ``error`` set; it is never dropped.
     """

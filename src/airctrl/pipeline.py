@@ -174,7 +174,7 @@ def landmarker_options(settings: Settings) -> LandmarkerOptions:
         min_image_side=d.min_image_side,
         pad_retry=d.pad_retry,
         tile_retry=d.tile_retry,
-        trust_large_faces=d.fast_stills,
+        trust_large_faces=d.still_search == "fast",
         extreme_yaw_deg=settings.emotion.extreme_yaw_deg,
         extreme_pitch_deg=settings.emotion.extreme_pitch_deg,
     )
@@ -182,7 +182,7 @@ def landmarker_options(settings: Settings) -> LandmarkerOptions:
 
 def has_padded_view(settings: Settings) -> bool:
     """True when stills average a second, padded view (see ``with_padded_view``)."""
-    return settings.detection.refine_stills and not settings.detection.fast_stills
+    return settings.detection.still_search == "thorough"
 
 
 class Pipeline:
