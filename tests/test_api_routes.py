@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import media
+import numpy as np
 import pytest
 from apiserver import API_KEY, app_client
 from fastapi.testclient import TestClient
@@ -29,13 +30,13 @@ def photo(sample_path: Callable[[str], Path]) -> bytes:
     return sample_path("single_face.jpg").read_bytes()
 
 
-def decode_failures(client: TestClient) -> float:
-    """Read the API's decode-failure count from its ``/metrics`` page (0 if absent)."""
+def decode_failures(client: TestClient, source: str = "api") -> float:
+    """Read a decode-failure count from the ``/metrics`` page (0 if absent)."""
     text = client.get("/metrics").text
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == DECODE_FAILURES and sample.labels == {
-                "source": "api",
+                "source": source,
                 "reason": "decode",
             }:
                 return float(sample.value)
@@ -92,3 +93,31 @@ def test_each_undecodable_batch_item_adds_one_decode_failure(
 
     assert [item["status"] for item in response.json()["items"]] == [422, 200, 415]
     assert decode_failures(client) - before == 2
+
+
+@pytest.mark.parametrize(
+    ("make_frame", "detail", "counted"),
+    [
+        (media.truncated, "", 1),
+        (lambda photo: media.jpeg(np.full((16, 16, 3), 128, np.uint8)), "16x16", 0),
+    ],
+    ids=["truncated-jpeg", "too-small-image"],
+)
+def test_stream_counts_only_undecodable_frames_as_decode_failures(
+    client: TestClient,
+    photo: bytes,
+    make_frame: Callable[[bytes], bytes],
+    detail: str,
+    counted: int,
+) -> None:
+    before = decode_failures(client, source="stream")
+
+    with client.websocket_connect("/v1/stream", headers=KEY) as ws:
+        ws.send_bytes(make_frame(photo))  # the first frame opens the session
+        assert ws.receive_json()["type"] == "ready"
+        answer = ws.receive_json()
+        ws.send_json({"type": "end"})
+
+    assert answer["type"] == "error"
+    assert detail in answer["detail"]
+    assert decode_failures(client, source="stream") - before == counted

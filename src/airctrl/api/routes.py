@@ -32,9 +32,8 @@ from airctrl.api.schemas import (
 )
 from airctrl.decode import decode_image
 from airctrl.errors import (
+    DECODE_ERRORS,
     AirctrlError,
-    DecodeError,
-    EmptyInputError,
     UnsupportedMediaError,
 )
 from airctrl.metrics import metrics_payload, record_decode_failure, record_frame
@@ -134,7 +133,7 @@ def detect_bytes(state: ServiceState, data: bytes) -> tuple[FrameResult, str | N
         raise ServiceBusyError("model is not loaded yet")
     try:
         decoded = decode_image(data)
-    except (EmptyInputError, UnsupportedMediaError, DecodeError):
+    except DECODE_ERRORS:
         record_decode_failure(METRICS_SOURCE)
         raise
     frame = Frame(decoded.image, 0, 0, METRICS_SOURCE, tuple(decoded.warnings))

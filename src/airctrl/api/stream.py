@@ -51,7 +51,7 @@ from airctrl.api.auth import AuthError
 from airctrl.api.errors import short_detail
 from airctrl.api.schemas import face_to_schema
 from airctrl.decode import decode_image
-from airctrl.errors import AirctrlError
+from airctrl.errors import DECODE_ERRORS, AirctrlError
 from airctrl.metrics import record_decode_failure, record_frame, record_skip
 from airctrl.pipeline import FrameResult, Pipeline
 from airctrl.storage import (
@@ -260,7 +260,10 @@ async def _process_loop(session: _Session) -> None:
             result = await run_in_threadpool(session.analyse, item)
         except AirctrlError as exc:
             session.busy = False
-            record_decode_failure(METRICS_SOURCE)
+            if isinstance(exc, DECODE_ERRORS):
+                # A frame that decoded but is too small is answered, not counted
+                # as a decode failure (as for /v1/detect).
+                record_decode_failure(METRICS_SOURCE)
             await _send_json(
                 session.ws,
                 {
