@@ -241,6 +241,7 @@ def test_dashboard_shows_each_required_topic() -> None:
     text = " ".join(_panel_queries(dashboard))
     wanted = [
         "airctrl_frames_processed_total",  # FPS
+        "airctrl_frames_per_second_bucket",  # slow stretches of FPS
         "airctrl_frame_processing_seconds_bucket",  # latency
         "airctrl_emotions_detected_total",  # emotions over time
         "airctrl_emotion_confidence_sum",  # confidence
