@@ -2,11 +2,13 @@
 
 For each input it prints the median time of one raw IMAGE-mode call on the
 image downscaled to 1920 px (what a plain integration does), the median time
-of ``LandmarkDetector.detect`` (verification, tiling, retries), their ratio,
+of ``LandmarkDetector.detect`` with the options of ``detection.still_search``
+(verification, tiling, retries; the padded second view of the thorough search
+is the pipeline's, not timed here), their ratio,
 the faces each found, and the peak Python-side memory the search allocated
 (tracemalloc sees numpy buffers, not MediaPipe's native ones).
 
-Usage: python benchmarks/bench_still_detection.py [--repeats R]
+Usage: python benchmarks/bench_still_detection.py [--repeats R] [--search S]
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ import numpy as np
 import numpy.typing as npt
 
 from airctrl.assets import resolve_model, resolve_sample
+from airctrl.config import Settings
 from airctrl.decode import read_image
-from airctrl.landmarks import LandmarkDetector, LandmarkerOptions
+from airctrl.landmarks import LandmarkDetector
+from airctrl.pipeline import landmarker_options
 from airctrl.types import Frame
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -65,12 +69,17 @@ def main() -> None:
     """Print one row per input."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--search", choices=("fast", "thorough"), default="fast")
     args = parser.parse_args()
 
     model = resolve_model()
-    options = LandmarkerOptions(max_faces=12)
+    settings = Settings.model_validate(
+        {"detection": {"max_faces": 12, "still_search": args.search}}
+    )
+    options = landmarker_options(settings)
     searcher = LandmarkDetector(model, mode="image", options=options)
     raw = LandmarkDetector(model, mode="image", options=options)
+    print(f"detection.still_search: {args.search}")
     print(
         f"{'input':28} {'raw s':>7} {'search s':>9} {'ratio':>6} "
         f"{'raw faces':>9} {'faces':>6} {'peak MB':>8}"
