@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -127,3 +128,22 @@ def test_bad_flag_is_one_error_line_without_the_usage_block(
     assert exited.value.code == 2
     assert len(err.strip().splitlines()) == 1
     assert err.startswith(expected)
+
+
+def test_every_help_page_shows_each_default_once_and_never_none(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from airctrl.cli import COMMAND_MODULES
+
+    commands = [name.rsplit(".", 1)[-1] for name in COMMAND_MODULES]
+    pages = {}
+    for command in ["", *commands]:
+        with pytest.raises(SystemExit):
+            main([command, "--help"] if command else ["--help"])
+        pages[command] = " ".join(capsys.readouterr().out.split())
+
+    assert len(pages) > 5
+    assert [c for c, page in pages.items() if "(default: None)" in page] == []
+    twice = re.compile(r"\(default:[^)]*\) \(default:")
+    assert [c for c, page in pages.items() if twice.search(page)] == []
+    assert "(default: 5)" in pages["calibrate"]  # --folds keeps its default

@@ -58,12 +58,22 @@ class _OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"airctrl: error: {where}{message} (see {hint})\n")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show each option's default, unless it has none or its help names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or "(default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the top-level parser with every subcommand registered."""
     parser = _OneLineErrorParser(
         prog="airctrl",
         description="Real-time facial emotion recognition.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     _add_common_options(parser, default=None)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -73,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     # The common options work after the subcommand too ("airctrl run --config
     # F"); SUPPRESS keeps a value given before the subcommand.
     for subparser in subparsers.choices.values():
+        subparser.formatter_class = _HelpFormatter
         _add_common_options(subparser, default=argparse.SUPPRESS)
     return parser
 

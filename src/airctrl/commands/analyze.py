@@ -30,7 +30,6 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "analyze",
         help="analyse photos, folders and videos; results to stdout",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
         "paths", nargs="+", type=Path, metavar="PATH", help="image, video or folder"

@@ -28,7 +28,6 @@ def register(subparsers: Any) -> None:
         description=(
             f"Decrypt FILE with --key-file, ${KEY_ENV_VAR}, or the settings' key file."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("file", type=Path, nargs="?", help="encrypted file to read")
     parser.add_argument(

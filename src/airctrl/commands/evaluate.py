@@ -28,7 +28,6 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="measure the emotion model on a labelled photo manifest",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
         "--manifest",

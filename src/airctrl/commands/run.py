@@ -25,7 +25,6 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "run",
         help="watch a camera, video or stream: HUD window, or annotated video + events",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
         "--source",

@@ -34,7 +34,6 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "serve",
         help="run the HTTP API, WebSocket stream and web page",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
         "--host", default=None, help="bind address (default: server.host)"
