@@ -94,7 +94,7 @@ def main() -> None:
             )
         small = np.ascontiguousarray(small)
         raw_s = median_seconds(lambda small=small: raw._run(small, 0), args.repeats)
-        raw_faces = len(raw._run(small, 0).face_landmarks)
+        raw_faces = len(raw._run(small, 0))
         search_s = median_seconds(
             lambda frame=frame: searcher.detect(frame), args.repeats
         )

@@ -398,3 +398,128 @@ def test_video_mode_accepts_repeated_timestamps(
         ]
 
     assert [len(r.faces) for r in results] == [1, 1, 1, 1, 1]
+
+
+# -- reading MediaPipe's results ------------------------------------------------------
+
+
+def _mediapipe_landmarker(model_path: Path, video: bool) -> object:
+    """A plain MediaPipe FaceLandmarker with everything this project reads."""
+    from mediapipe.tasks import python as mp_tasks
+    from mediapipe.tasks.python import vision
+
+    mode = vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE
+    options = vision.FaceLandmarkerOptions(
+        base_options=mp_tasks.BaseOptions(model_asset_path=str(model_path)),
+        running_mode=mode,
+        num_faces=6,
+        output_face_blendshapes=True,
+        output_facial_transformation_matrixes=True,
+    )
+    return vision.FaceLandmarker.create_from_options(options)
+
+
+def _assert_same_faces(direct: list, public: list) -> None:  # type: ignore[type-arg]
+    assert len(direct) == len(public) >= 1
+    for ours, theirs in zip(direct, public):
+        assert ours.points.shape == (478, 3)
+        assert ours.points.dtype == np.float32
+        np.testing.assert_array_equal(ours.points, theirs.points)
+        assert ours.blendshapes == theirs.blendshapes
+        assert len(ours.blendshapes) == 52
+        np.testing.assert_array_equal(ours.matrix, theirs.matrix)
+
+
+def test_direct_result_reader_is_in_use_with_the_pinned_mediapipe() -> None:
+    from airctrl.landmarks import _direct_reader_types
+
+    # Without it every pass converts 478 points through Python objects again.
+    assert _direct_reader_types() is not None
+
+
+def test_direct_result_reader_matches_mediapipes_public_api_on_photos(
+    model_path: Path, happy_face_rgb: Array, sample_path: Callable[[str], Path]
+) -> None:
+    import mediapipe as mp
+
+    from airctrl.landmarks import _faces_from_public, _ResultReader
+
+    group = read_image(sample_path("multi_face.jpg")).image
+    reader = _ResultReader()
+    landmarker = _mediapipe_landmarker(model_path, video=False)
+    try:
+        for rgb in (happy_face_rgb, group):
+            image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
+            direct = reader.detect(landmarker, image, None)
+            public = _faces_from_public(landmarker.detect(image))  # type: ignore[attr-defined]
+            _assert_same_faces(direct, public)
+    finally:
+        landmarker.close()  # type: ignore[attr-defined]
+
+
+def test_direct_result_reader_matches_mediapipes_public_api_on_video(
+    model_path: Path, sample_path: Callable[[str], Path], tmp_path: Path
+) -> None:
+    import mediapipe as mp
+
+    from airctrl.landmarks import _faces_from_public, _ResultReader
+
+    clip = media.clip(sample_path("single_face.mp4"), tmp_path / "c.mp4", 0, 8)
+    reader = _ResultReader()
+    ours = _mediapipe_landmarker(model_path, video=True)
+    theirs = _mediapipe_landmarker(model_path, video=True)
+    try:
+        for frame in VideoFileSource(clip):
+            image = mp.Image(image_format=mp.ImageFormat.SRGB, data=frame.image)
+            stamp = frame.timestamp_ms
+            direct = reader.detect(ours, image, stamp)
+            public = _faces_from_public(theirs.detect_for_video(image, stamp))  # type: ignore[attr-defined]
+            _assert_same_faces(direct, public)
+    finally:
+        ours.close()  # type: ignore[attr-defined]
+        theirs.close()  # type: ignore[attr-defined]
+
+
+def test_detector_falls_back_to_the_public_api_with_the_same_faces(
+    model_path: Path, happy_face_rgb: Array, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airctrl import landmarks
+
+    with LandmarkDetector(model_path, mode="image") as detector:
+        direct = detector.detect(Frame(happy_face_rgb, 0, 0)).faces
+    monkeypatch.setattr(landmarks, "_direct_reader_types", lambda: None)
+    with LandmarkDetector(model_path, mode="image") as detector:
+        assert detector._reader._direct is None
+        public = detector.detect(Frame(happy_face_rgb, 0, 0)).faces
+
+    assert len(direct) == len(public) == 1
+    np.testing.assert_array_equal(direct[0].points, public[0].points)
+    assert direct[0].blendshapes == public[0].blendshapes
+    assert direct[0].pose == public[0].pose
+    assert direct[0].box == public[0].box
+
+
+def test_reader_uses_the_public_api_for_a_landmarker_without_its_c_handles(
+    model_path: Path, happy_face_rgb: Array
+) -> None:
+    import mediapipe as mp
+
+    from airctrl.landmarks import _ResultReader
+
+    class PublicOnly:
+        """A landmarker that offers only MediaPipe's public methods."""
+
+        def __init__(self, inner: object) -> None:
+            self.detect = inner.detect  # type: ignore[attr-defined]
+
+    landmarker = _mediapipe_landmarker(model_path, video=False)
+    try:
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=happy_face_rgb)
+        reader = _ResultReader()
+        direct = reader.detect(landmarker, image, None)
+        public = reader.detect(PublicOnly(landmarker), image, None)
+    finally:
+        landmarker.close()  # type: ignore[attr-defined]
+
+    assert reader._direct is None  # it stays on the public API from then on
+    _assert_same_faces(direct, public)

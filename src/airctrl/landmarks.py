@@ -8,7 +8,9 @@ per face, and an empty tuple when a frame holds no face.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -202,6 +204,188 @@ def _iou(a: BoundingBox, b: BoundingBox) -> float:
 
 
 @dataclass(frozen=True)
+class _RawFace:
+    """One face as the landmarker returned it, before any coordinate mapping.
+
+    ``points`` is (n, 3) float32 in the input image's normalised coordinates;
+    ``matrix`` is the 4x4 facial transformation matrix, None when absent.
+    """
+
+    points: npt.NDArray[np.float32]
+    blendshapes: dict[str, float]
+    matrix: npt.NDArray[np.float64] | None
+
+
+class _ResultReader:
+    """Run a MediaPipe FaceLandmarker and read its result into :class:`_RawFace`.
+
+    MediaPipe's own ``detect`` turns each of the 478 points into a Python
+    object before we turn them into an array again: about 1 ms a call, 5-8%
+    of a landmarker pass. When the installed MediaPipe has the C result layout
+    this module was written against (checked once per process, and by the
+    tests against the public API on photos and video), the result is read
+    straight into NumPy instead; otherwise, or when the landmarker lacks the
+    handles this needs, the public API is used. Both give identical values.
+    """
+
+    def __init__(self) -> None:
+        self._direct = _direct_reader_types()
+
+    def detect(
+        self, landmarker: Any, image: Any, timestamp_ms: int | None
+    ) -> list[_RawFace]:
+        """Return the faces of one IMAGE (``timestamp_ms`` None) or VIDEO call."""
+        if self._direct is None:
+            return _faces_from_public(
+                landmarker.detect(image)
+                if timestamp_ms is None
+                else landmarker.detect_for_video(image, timestamp_ms)
+            )
+        lib = getattr(landmarker, "_lib", None)
+        handle = getattr(landmarker, "_handle", None)
+        pointer = getattr(image, "_image_ptr", None)
+        if lib is None or handle is None or pointer is None:
+            logger.debug("MediaPipe internals differ; using its public API")
+            self._direct = None
+            return self.detect(landmarker, image, timestamp_ms)
+        result_type, landmark_type = self._direct
+        result = result_type()
+        if timestamp_ms is None:
+            lib.MpFaceLandmarkerDetectImage(handle, pointer, None, ctypes.byref(result))
+        else:
+            lib.MpFaceLandmarkerDetectForVideo(
+                handle, pointer, None, timestamp_ms, ctypes.byref(result)
+            )
+        try:
+            return _faces_from_c(result, landmark_type)
+        finally:
+            lib.MpFaceLandmarkerCloseResult(ctypes.byref(result))
+
+
+@functools.cache
+def _direct_reader_types() -> tuple[Any, Any] | None:
+    """Return MediaPipe's C result and landmark types, or None.
+
+    None when this MediaPipe lacks them or lays them out differently from the
+    fields :func:`_faces_from_c` reads.
+    """
+    try:
+        from mediapipe.tasks.python.components.containers.category_c import (
+            MpCategoryC,
+        )
+        from mediapipe.tasks.python.components.containers.landmark_c import (
+            MpNormalizedLandmarkC,
+        )
+        from mediapipe.tasks.python.vision import face_landmarker
+    except ImportError:
+        return None
+    result_type = getattr(face_landmarker, "MpFaceLandmarkerResultC", None)
+    landmark_fields = [name for name, _ in MpNormalizedLandmarkC._fields_[:3]]
+    category_fields = [name for name, _ in MpCategoryC._fields_[:3]]
+    expected = (
+        landmark_fields == ["x", "y", "z"]
+        and category_fields == ["index", "score", "category_name"]
+        and result_type is not None
+        and [name for name, _ in result_type._fields_]
+        == [
+            "face_landmarks",
+            "face_landmarks_count",
+            "face_blendshapes",
+            "face_blendshapes_count",
+            "facial_transformation_matrixes",
+            "facial_transformation_matrixes_count",
+        ]
+        and hasattr(face_landmarker.FaceLandmarker, "detect")
+    )
+    if not expected:
+        logger.debug("MediaPipe result layout differs; using its public API")
+        return None
+    return result_type, MpNormalizedLandmarkC
+
+
+def _c_array(pointer: Any, item_type: Any, dtype: np.dtype[Any], count: int) -> Any:
+    """View ``count`` C structs at ``pointer`` as a NumPy array of ``dtype``."""
+    address = ctypes.cast(pointer, ctypes.c_void_p).value
+    if not address or count <= 0:
+        return np.zeros(0, dtype=dtype)
+    size = ctypes.sizeof(item_type) * count
+    buffer = (ctypes.c_char * size).from_address(address)
+    return np.frombuffer(memoryview(buffer), dtype=dtype, count=count)
+
+
+@functools.cache
+def _point_dtype(landmark_type: Any) -> np.dtype[Any]:
+    return np.dtype(
+        {
+            "names": ["x", "y", "z"],
+            "formats": ["<f4"] * 3,
+            "offsets": [
+                landmark_type.x.offset,
+                landmark_type.y.offset,
+                landmark_type.z.offset,
+            ],
+            "itemsize": ctypes.sizeof(landmark_type),
+        }
+    )
+
+
+def _faces_from_c(result: Any, landmark_type: Any) -> list[_RawFace]:
+    """Copy every face out of a C result (before MediaPipe frees it)."""
+    point_dtype = _point_dtype(landmark_type)
+    faces = []
+    for i in range(result.face_landmarks_count):
+        marks = result.face_landmarks[i]
+        if marks.landmarks_count == 0:
+            continue
+        raw = _c_array(
+            marks.landmarks, landmark_type, point_dtype, marks.landmarks_count
+        )
+        points = np.stack([raw["x"], raw["y"], raw["z"]], axis=1).astype(np.float32)
+        shapes: dict[str, float] = {}
+        if i < result.face_blendshapes_count:
+            categories = result.face_blendshapes[i]
+            items = categories.categories
+            for j in range(categories.categories_count):
+                name = items[j].category_name
+                shapes[name.decode() if name else ""] = float(items[j].score)
+        matrix = None
+        if i < result.facial_transformation_matrixes_count:
+            matrix = np.asarray(
+                result.facial_transformation_matrixes[i].to_numpy(), dtype=np.float64
+            )
+        faces.append(_RawFace(points, shapes, matrix))
+    return faces
+
+
+def _faces_from_public(result: Any) -> list[_RawFace]:
+    """Convert a public ``FaceLandmarkerResult`` into :class:`_RawFace` values."""
+    faces = []
+    for index, landmark_list in enumerate(result.face_landmarks):
+        # One list per axis converts about twice as fast as a tuple per point.
+        points = np.array(
+            [
+                [p.x for p in landmark_list],
+                [p.y for p in landmark_list],
+                [p.z for p in landmark_list],
+            ],
+            dtype=np.float32,
+        ).T.copy()
+        shapes: dict[str, float] = {}
+        if result.face_blendshapes and index < len(result.face_blendshapes):
+            for category in result.face_blendshapes[index]:
+                shapes[category.category_name] = float(category.score)
+        matrix = None
+        if result.facial_transformation_matrixes and index < len(
+            result.facial_transformation_matrixes
+        ):
+            matrix = np.asarray(
+                result.facial_transformation_matrixes[index], np.float64
+            )
+        faces.append(_RawFace(points, shapes, matrix))
+    return faces
+
+
+@dataclass(frozen=True)
 class _Window:
     """Where a detector input came from: offset and scale back to the full image."""
 
@@ -235,6 +419,7 @@ class LandmarkDetector:
         self.mode = mode
         self.options = options or LandmarkerOptions()
         self._model_path = Path(model_path)
+        self._reader = _ResultReader()
         self._landmarker = self._create()
         self._last_timestamp_ms = -1
 
@@ -288,7 +473,7 @@ class LandmarkDetector:
 
     # -- core call -------------------------------------------------------------
 
-    def _run(self, image: npt.NDArray[np.uint8], timestamp_ms: int) -> Any:
+    def _run(self, image: npt.NDArray[np.uint8], timestamp_ms: int) -> list[_RawFace]:
         import mediapipe as mp
 
         if self._landmarker is None:
@@ -296,9 +481,8 @@ class LandmarkDetector:
         mp_image = mp.Image(
             image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image)
         )
-        if self.mode == "video":
-            return self._landmarker.detect_for_video(mp_image, timestamp_ms)
-        return self._landmarker.detect(mp_image)
+        stamp = timestamp_ms if self.mode == "video" else None
+        return self._reader.detect(self._landmarker, mp_image, stamp)
 
     def _next_timestamp(self, timestamp_ms: int) -> int:
         stamp = max(int(timestamp_ms), self._last_timestamp_ms + 1)
@@ -311,19 +495,11 @@ class LandmarkDetector:
 
     @staticmethod
     def _faces_from_result(
-        result: Any, window: _Window, full_width: int, full_height: int
+        result: list[_RawFace], window: _Window, full_width: int, full_height: int
     ) -> list[FaceLandmarks]:
         faces: list[FaceLandmarks] = []
-        for index, landmark_list in enumerate(result.face_landmarks):
-            # One list per axis converts about twice as fast as a tuple per point.
-            raw = np.array(
-                [
-                    [p.x for p in landmark_list],
-                    [p.y for p in landmark_list],
-                    [p.z for p in landmark_list],
-                ],
-                dtype=np.float32,
-            ).T
+        for found in result:
+            raw = found.points
             points = raw.copy()
             points[:, 0] = (
                 raw[:, 0] * window.width * window.scale + window.x0
@@ -332,23 +508,17 @@ class LandmarkDetector:
                 raw[:, 1] * window.height * window.scale + window.y0
             ) / full_height
             points[:, 2] = raw[:, 2] * window.width * window.scale / full_width
-
-            blendshapes: dict[str, float] = {}
-            if result.face_blendshapes and index < len(result.face_blendshapes):
-                for category in result.face_blendshapes[index]:
-                    blendshapes[category.category_name] = float(category.score)
-
-            if result.facial_transformation_matrixes and index < len(
-                result.facial_transformation_matrixes
-            ):
-                pose = pose_from_matrix(result.facial_transformation_matrixes[index])
+            if found.matrix is not None:
+                pose = pose_from_matrix(found.matrix)
             else:
                 pose = HeadPose(0.0, 0.0, 0.0)
 
             box, is_partial = box_from_points(points, full_width, full_height)
             if box.width < 2 or box.height < 2:
                 continue
-            faces.append(FaceLandmarks(points, blendshapes, pose, box, is_partial))
+            faces.append(
+                FaceLandmarks(points, dict(found.blendshapes), pose, box, is_partial)
+            )
         return faces
 
     # -- public API ------------------------------------------------------------
