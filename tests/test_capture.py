@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 import socket
 import subprocess
@@ -450,7 +451,7 @@ def test_camera_failed_reads_mean_lost_then_backoff_then_resume(
 
 
 def test_camera_frame_that_cannot_be_converted_is_skipped_and_reported(
-    factory_cleanup: list[ScriptedFactory],
+    factory_cleanup: list[ScriptedFactory], caplog: pytest.LogCaptureFixture
 ) -> None:
     unusable = np.zeros((24, 32, 3), dtype=np.float32)
     factory = ScriptedFactory([[shade(1), unusable, shade(2)]])
@@ -463,11 +464,15 @@ def test_camera_frame_that_cannot_be_converted_is_skipped_and_reported(
         on_decode_failure=lambda *failure: failures.append(failure),
     )
 
-    frames = take(camera, 2)
+    with caplog.at_level(logging.WARNING, logger="airctrl.capture"):
+        frames = take(camera, 2)
 
     assert values_of(frames) == [1, 2]
     assert len(failures) == 1 and failures[0][0] == camera.source_id
     assert "float32" in failures[0][1]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"Skipping a frame from {camera.source_id}: {failures[0][1]}"
+    ]
 
 
 def test_camera_repeating_one_frame_is_lost_and_never_repeats_it(

@@ -144,7 +144,7 @@ def _bgr_to_rgb(frame: Any) -> npt.NDArray[np.uint8] | None:
 
 
 def _describe_unusable(frame: Any) -> str:
-    """Say why a frame a capture handed over cannot be used (for callbacks)."""
+    """Say why a frame a capture handed over cannot be used."""
     if not isinstance(frame, np.ndarray):
         return f"capture returned {type(frame).__name__}, not an image array"
     return f"unusable frame: shape {frame.shape}, dtype {frame.dtype}"
@@ -712,10 +712,15 @@ class _LiveSource(FrameSource):
                     ok, raw = answer
                     rgb = _bgr_to_rgb(raw) if ok else None
                     if rgb is None:
-                        problem = "read returned no frame"
+                        problem = (
+                            _describe_unusable(raw) if ok else "read returned no frame"
+                        )
                         failures += 1
                         if ok:
-                            self._decode_failed(_describe_unusable(raw))
+                            logger.warning(
+                                "Skipping a frame from %s: %s", self.source_id, problem
+                            )
+                            self._decode_failed(problem)
 
                 if rgb is None:
                     if failures >= FAILED_READS_FOR_OUTAGE:
