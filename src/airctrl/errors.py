@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 __all__ = [
-    "DECODE_ERRORS",
     "AirctrlError",
     "AssetError",
     "ConfigError",
@@ -53,15 +52,6 @@ class EmptyInputError(AirctrlError):
     """Input holds no bytes at all."""
 
     http_status = 400
-
-
-#: The errors of bytes that are not a decodable image (counted as decode
-#: failures in the metrics; an image that decodes but is too small is not one).
-DECODE_ERRORS: tuple[type[AirctrlError], ...] = (
-    EmptyInputError,
-    UnsupportedMediaError,
-    DecodeError,
-)
 
 
 class ImageTooSmallError(AirctrlError):

@@ -29,6 +29,7 @@ from airctrl.api.errors import (
     UploadTimeoutError,
     error_response,
     install_error_handlers,
+    route_template,
 )
 from airctrl.api.pool import PipelinePool
 from airctrl.config import Settings, load_settings
@@ -98,11 +99,6 @@ def _read_kiosk_key(path: Path | None) -> str | None:
             "server.kiosk_key_file: expected a key of at least 16 characters"
         )
     return key
-
-
-#: Routes whose bodies the size limit guards; metrics name them even when a
-#: request is refused before routing.
-UPLOAD_ROUTES = frozenset({"/v1/detect", "/v1/detect/batch"})
 
 
 class BodyLimitMiddleware:
@@ -199,18 +195,9 @@ class HttpMetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_watch)
         finally:
-            route = scope.get("route")
-            # Requests refused before routing (413 on a declared size) still
-            # belong to their route, not to "unmatched".
-            path = scope.get("path", "")
-            template = getattr(route, "path", None) or (
-                path if path in UPLOAD_ROUTES else "unmatched"
-            )
-            if template.startswith("/static"):
-                template = "/static"
             record_http_request(
                 scope.get("method", "GET"),
-                template,
+                route_template(scope),
                 status,
                 time.perf_counter() - started,
             )

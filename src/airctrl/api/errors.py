@@ -10,6 +10,8 @@ the requested path, which would carry a subject id.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -69,17 +71,33 @@ def error_response(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": short_detail(detail)}, status_code=status)
 
 
-def _route_of(request: Request) -> str:
-    """Return the matched route's template, never the raw path (it holds ids)."""
-    template = getattr(request.scope.get("route"), "path", None)
-    return template if isinstance(template, str) else "(no route)"
+#: Routes whose oversized uploads are refused before routing; they still count
+#: under their own name rather than "unmatched".
+UPLOAD_ROUTES = frozenset({"/v1/detect", "/v1/detect/batch"})
+
+
+def route_template(scope: Mapping[str, Any]) -> str:
+    """Return the request's route template for logs and metric labels.
+
+    Never the raw path, which can hold subject ids: an unrouted request is
+    "unmatched" (an upload route refused before routing keeps its name), and
+    every static file is "/static".
+    """
+    template = getattr(scope.get("route"), "path", None)
+    if not isinstance(template, str):
+        path = scope.get("path", "")
+        template = path if path in UPLOAD_ROUTES else "unmatched"
+    return "/static" if template.startswith("/static") else template
 
 
 def _airctrl_handler(request: Request, exc: Exception) -> JSONResponse:
     status = getattr(exc, "http_status", 500)
     if status >= 500 and status != 503:
         logger.error(
-            "Request %s %s failed: %s", request.method, _route_of(request), exc
+            "Request %s %s failed: %s",
+            request.method,
+            route_template(request.scope),
+            exc,
         )
         return error_response(500, "internal error")
     return error_response(status, str(exc) or type(exc).__name__)
@@ -107,7 +125,10 @@ def _http_handler(request: Request, exc: Exception) -> JSONResponse:
 
 def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
     logger.error(
-        "Unhandled error on %s %s", request.method, _route_of(request), exc_info=exc
+        "Unhandled error on %s %s",
+        request.method,
+        route_template(request.scope),
+        exc_info=exc,
     )
     return error_response(500, "internal error")
 

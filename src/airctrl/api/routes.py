@@ -30,9 +30,8 @@ from airctrl.api.schemas import (
     frame_to_schema,
     history_to_schema,
 )
-from airctrl.decode import decode_image
+from airctrl.decode import DecodedImage, decode_image
 from airctrl.errors import (
-    DECODE_ERRORS,
     AirctrlError,
     UnsupportedMediaError,
 )
@@ -117,12 +116,27 @@ def _store(state: ServiceState) -> HistoryStore:
     return state.store
 
 
+def decode_counted(data: bytes, source: str) -> DecodedImage:
+    """Decode uploaded bytes, counting bytes that do not decode for ``source``.
+
+    The count is ``airctrl_face_detection_failures_total{reason="decode"}``; an
+    image that decodes but is too small to analyse is not one.
+
+    Raises:
+        EmptyInputError, UnsupportedMediaError, DecodeError: the bytes are not
+            a decodable image (counted before the error is raised).
+    """
+    try:
+        return decode_image(data)
+    except AirctrlError:
+        record_decode_failure(source)
+        raise
+
+
 def detect_bytes(state: ServiceState, data: bytes) -> tuple[FrameResult, str | None]:
     """Decode ``data`` and analyse it on a pooled pipeline (blocking; use a thread).
 
-    Bytes that do not decode are counted as a decode failure in the metrics
-    (``airctrl_face_detection_failures_total{reason="decode"}``) before the
-    error is raised.
+    Bytes that do not decode are counted first (see :func:`decode_counted`).
 
     Raises:
         EmptyInputError, UnsupportedMediaError, DecodeError: the bytes are not
@@ -131,11 +145,7 @@ def detect_bytes(state: ServiceState, data: bytes) -> tuple[FrameResult, str | N
     """
     if state.pool is None:
         raise ServiceBusyError("model is not loaded yet")
-    try:
-        decoded = decode_image(data)
-    except DECODE_ERRORS:
-        record_decode_failure(METRICS_SOURCE)
-        raise
+    decoded = decode_counted(data, METRICS_SOURCE)
     frame = Frame(decoded.image, 0, 0, METRICS_SOURCE, tuple(decoded.warnings))
     result = state.pool.process(frame)
     record_frame(METRICS_SOURCE, result)

@@ -49,10 +49,10 @@ from starlette.websockets import WebSocketState
 from airctrl.api.app import ServiceState
 from airctrl.api.auth import AuthError
 from airctrl.api.errors import short_detail
+from airctrl.api.routes import decode_counted
 from airctrl.api.schemas import face_to_schema
-from airctrl.decode import decode_image
-from airctrl.errors import DECODE_ERRORS, AirctrlError
-from airctrl.metrics import record_decode_failure, record_frame, record_skip
+from airctrl.errors import AirctrlError
+from airctrl.metrics import record_frame, record_skip
 from airctrl.pipeline import FrameResult, Pipeline
 from airctrl.storage import (
     ConsentRequiredError,
@@ -189,10 +189,13 @@ class _Session:
         self.wakeup.set()
 
     def analyse(self, item: _Item) -> FrameResult:
-        """Decode and analyse one frame (blocking; runs in a worker thread)."""
+        """Decode and analyse one frame (blocking; runs in a worker thread).
+
+        Bytes that do not decode are counted as for ``/v1/detect``.
+        """
         if self.pipeline is None:
             raise RuntimeError("session pipeline is closed")
-        decoded = decode_image(item.data)
+        decoded = decode_counted(item.data, METRICS_SOURCE)
         frame = Frame(
             decoded.image,
             item.timestamp_ms,
@@ -260,10 +263,6 @@ async def _process_loop(session: _Session) -> None:
             result = await run_in_threadpool(session.analyse, item)
         except AirctrlError as exc:
             session.busy = False
-            if isinstance(exc, DECODE_ERRORS):
-                # A frame that decoded but is too small is answered, not counted
-                # as a decode failure (as for /v1/detect).
-                record_decode_failure(METRICS_SOURCE)
             await _send_json(
                 session.ws,
                 {
