@@ -34,6 +34,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import get_args
 
 import cv2
 import httpx
@@ -43,7 +44,7 @@ from PIL import Image
 
 from airctrl.api.auth import hash_key
 from airctrl.assets import resolve_model, resolve_sample
-from airctrl.config import Settings
+from airctrl.config import Settings, StillSearch
 from airctrl.decode import decode_image
 from airctrl.pipeline import Pipeline
 from airctrl.types import Frame
@@ -270,7 +271,7 @@ def main() -> int:
     )
     parser.add_argument(
         "--search",
-        choices=("fast", "thorough"),
+        choices=get_args(StillSearch),
         default="fast",
         help="detection.still_search the server and the in-process pipeline use",
     )

@@ -20,13 +20,14 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
+from typing import get_args
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 from airctrl.assets import resolve_model, resolve_sample
-from airctrl.config import Settings
+from airctrl.config import Settings, StillSearch
 from airctrl.decode import read_image
 from airctrl.landmarks import LandmarkDetector
 from airctrl.pipeline import landmarker_options
@@ -69,7 +70,7 @@ def main() -> None:
     """Print one row per input."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--search", choices=("fast", "thorough"), default="fast")
+    parser.add_argument("--search", choices=get_args(StillSearch), default="fast")
     args = parser.parse_args()
 
     model = resolve_model()

@@ -142,13 +142,13 @@ def _with_shapes(sample: Sample, shapes: dict[str, float] | None) -> Sample:
     return Sample(sample.row, replace(sample.face, blendshapes=shapes))
 
 
-def test_cross_validation_scores_held_out_photos_as_the_other_search_finds_them() -> (
-    None
-):
+def test_cross_validation_scores_held_out_photos_from_the_other_search() -> None:
     from airctrl.commands.calibrate import cross_validated_evaluation
 
     samples = synthetic_samples()
-    blank = {name: 0.0 for name in samples[0].face.blendshapes}  # type: ignore[union-attr]
+    first = samples[0].face
+    assert first is not None
+    blank = {name: 0.0 for name in first.blendshapes}
     # The scored search sees every face at rest, so the out-of-fold parameters,
     # fitted on the clear faces, must call (nearly) all of them one class.
     at_rest = [_with_shapes(s, blank) for s in samples]
@@ -165,23 +165,53 @@ def test_cross_validation_scores_held_out_photos_as_the_other_search_finds_them(
     assert other.overall.accuracy == pytest.approx(0.25)
 
 
-def test_cross_validation_scores_a_face_only_the_other_search_found() -> None:
+def test_a_face_only_the_other_search_found_is_scored_by_its_subjects_fold() -> None:
+    from airctrl.calibration import cross_validated_params
     from airctrl.commands.calibrate import cross_validated_evaluation
+    from airctrl.features import extract_features
 
     samples = synthetic_samples()
-    fitted = [_with_shapes(samples[0], None), *samples[1:]]
-    scored = [samples[0], *[_with_shapes(s, None) for s in samples[1:3]], *samples[3:]]
+    target = 3  # subject s3
+    happy = next(s.face for s in samples if s.row.label == "happy")
+    assert happy is not None
+    # A faint smile: the three folds' parameters give it different confidences.
+    faint = {name: 0.3 * value for name, value in happy.blendshapes.items()}
+    found = _with_shapes(samples[target], faint)
+    fitted = [
+        _with_shapes(s, None) if i == target else s for i, s in enumerate(samples)
+    ]
+    scored = [found if i == target else s for i, s in enumerate(samples)]
+    scored[1:3] = [_with_shapes(s, None) for s in samples[1:3]]
+    options = FitOptions(folds=3)
+    # The fold whose held-out photos include this subject never trained on it.
+    subject = samples[target].row.groups["subject"]
+    clean = next(
+        params
+        for held_out, params in cross_validated_params(fitted, options)
+        if any(fitted[i].row.groups["subject"] == subject for i in held_out)
+    )
+    assert found.face is not None
+    expected = EmotionClassifier(clean).classify(extract_features(found.face))
 
-    evaluation = cross_validated_evaluation(fitted, FitOptions(folds=3), scored)
+    evaluation = cross_validated_evaluation(fitted, options, scored)
 
     by_path = {row.path: row for row in evaluation.rows}
     assert len(evaluation.rows) == len(samples)
-    assert by_path[samples[0].row.relative_path].predicted is not None
+    row = by_path[samples[target].row.relative_path]
+    assert row.predicted == expected.label
+    assert row.confidence == pytest.approx(expected.confidence, abs=1e-9)
     assert {row.path for row in evaluation.no_face} == {
         s.row.relative_path for s in samples[1:3]
     }
+
+
+def test_cross_validation_rejects_held_out_samples_of_another_length() -> None:
+    from airctrl.commands.calibrate import cross_validated_evaluation
+
+    samples = synthetic_samples()
+
     with pytest.raises(ValueError, match="held_out_samples"):
-        cross_validated_evaluation(fitted, FitOptions(folds=3), scored[:-1])
+        cross_validated_evaluation(samples, FitOptions(folds=3), samples[:-1])
 
 
 def test_folds_never_split_a_subject() -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "prototype_anchors",
     "prototype_units",
     "resting_levels",
+    "subject_of",
 ]
 
 logger = logging.getLogger(__name__)
@@ -152,8 +153,11 @@ ANCHOR_PATTERNS: dict[str, tuple[dict[str, float], ...]] = {
 
 @dataclass(frozen=True)
 class FitOptions:
-    """How :func:`fit_params` fits: regularisation, bend knot (None: straight
-    lines), folds, seed, anchor weight, weighting."""
+    """How :func:`fit_params` fits.
+
+    Regularisation, bend knot (None: straight lines), folds, seed, anchor
+    weight and sample weighting.
+    """
 
     c: float = DEFAULT_C
     knot: float | None = DEFAULT_KNOT
@@ -237,7 +241,7 @@ def prototype_anchors(
     return rows, labels
 
 
-def _subject_of(sample: Sample) -> str:
+def subject_of(sample: Sample) -> str:
     """Return the sample's subject; a photo without one counts as its own."""
     return sample.row.groups.get("subject") or sample.row.relative_path
 
@@ -246,7 +250,7 @@ def _subject_weights(samples: list[Sample]) -> np.ndarray:
     """Weight each photo 1/sqrt(photos of its subject), so one often-photographed
     person does not dominate; photos without a subject count as their own."""
     counts: dict[str, int] = {}
-    keys = [_subject_of(s) for s in samples]
+    keys = [subject_of(s) for s in samples]
     for key in keys:
         counts[key] = counts.get(key, 0) + 1
     return np.array([1.0 / np.sqrt(counts[k]) for k in keys])
@@ -393,12 +397,14 @@ def fit_params(
 ) -> EmotionParams:
     """Fit the emotion model's parameters on labelled samples with a face.
 
-    Multinomial logistic regression (scikit-learn) over the model terms, with
-    classes and datasets partly balanced, each photo weighted 1/sqrt(photos of
-    the same subject), the EMFACS prototype anchors added as a prior, and each
-    class's weights on its own prototype units clipped to >= 0. The temperature
-    is fitted on out-of-fold scores from subject-disjoint folds, so stated
-    confidence matches accuracy on unseen people. Deterministic for a given seed.
+    Multinomial logistic regression (scikit-learn) over the model terms, each
+    unit with a second slope past ``options.knot`` (its bend), with classes and
+    datasets partly balanced, each photo weighted 1/sqrt(photos of the same
+    subject), the EMFACS prototype anchors added as a prior, and each class's
+    weights on its own prototype units kept >= 0 before and past the bend. The
+    temperature is fitted on out-of-fold scores from subject-disjoint folds, so
+    stated confidence matches accuracy on unseen people. Deterministic for a
+    given seed.
 
     Raises:
         ValueError: no sample has a face, or fewer than two classes are present.
@@ -417,7 +423,7 @@ def fit_params(
     weights_photo = weights_photo * _dataset_factors(
         usable, options.dataset_balance_power
     )
-    groups = [_subject_of(s) for s in usable]
+    groups = [subject_of(s) for s in usable]
     y = np.array([EMOTIONS.index(label) for label in labels])
 
     terms = (
@@ -451,6 +457,14 @@ def fit_params(
     }
     info.update(meta or {})
     n = len(terms)
+    bend_center: dict[str, float] = {}
+    bends: dict[str, dict[str, float]] = {}
+    if options.knot is not None:
+        bend_center = {t: float(center[n + j]) for j, t in enumerate(terms)}
+        bends = {
+            c: {t: float(weights[k, n + j]) for j, t in enumerate(terms)}
+            for k, c in enumerate(EMOTIONS)
+        }
     return EmotionParams(
         classes=EMOTIONS,
         terms=terms,
@@ -464,19 +478,8 @@ def fit_params(
         rest=rest,
         meta=info,
         knot=options.knot,
-        bend_center=(
-            {}
-            if options.knot is None
-            else {t: float(center[n + j]) for j, t in enumerate(terms)}
-        ),
-        bends=(
-            {}
-            if options.knot is None
-            else {
-                c: {t: float(weights[k, n + j]) for j, t in enumerate(terms)}
-                for k, c in enumerate(EMOTIONS)
-            }
-        ),
+        bend_center=bend_center,
+        bends=bends,
     )
 
 
@@ -492,7 +495,7 @@ def cross_validated_params(
     options = options or FitOptions()
     usable = [i for i, s in enumerate(samples) if s.face is not None]
     y = np.array([EMOTIONS.index(samples[i].row.label) for i in usable])
-    groups = [_subject_of(samples[i]) for i in usable]
+    groups = [subject_of(samples[i]) for i in usable]
     result = []
     for train, test in _folds(y, groups, options.folds, options.seed):
         params = fit_params([samples[usable[i]] for i in train], options)

@@ -29,10 +29,14 @@ __all__ = [
     "Settings",
     "SmoothingSettings",
     "SourceSettings",
+    "StillSearch",
     "StorageSettings",
     "load_settings",
     "with_overrides",
 ]
+
+#: How hard stills are searched (``DetectionSettings.still_search``).
+StillSearch = Literal["fast", "thorough"]
 
 #: config.yaml at the repository root, used when no --config is given.
 DEFAULT_CONFIG_PATH = Path("config.yaml")
@@ -94,7 +98,7 @@ class DetectionSettings(_Section):
     #: and the blendshapes are averaged with a padded second view: four passes
     #: for a portrait instead of one, and a little more accurate (README,
     #: "Emotion model"). Video frames always take one tracked pass.
-    still_search: Literal["fast", "thorough"] = "fast"
+    still_search: StillSearch = "fast"
 
 
 class EmotionSettings(_Section):

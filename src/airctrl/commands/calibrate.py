@@ -7,7 +7,7 @@ import json
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
@@ -20,10 +20,11 @@ from airctrl.calibration import (
     FitOptions,
     cross_validated_params,
     fit_params,
+    subject_of,
 )
-from airctrl.config import Settings
+from airctrl.config import Settings, StillSearch, with_overrides
 from airctrl.dataset import CONTEMPT_POLICY, Sample, extract_samples, read_manifest
-from airctrl.emotions import EmotionClassifier
+from airctrl.emotions import EmotionClassifier, EmotionParams
 from airctrl.evaluation import (
     Evaluation,
     evaluate_predictions,
@@ -38,8 +39,8 @@ logger = logging.getLogger(__name__)
 #: Repetitions of the cross-validation: with ten fear and nineteen disgust
 #: photos, one split's macro-F1 moves by about 0.03 with the fold seed alone.
 DEFAULT_CV_REPEATS = 5
-#: The ``detection.still_search`` values; the fit reads the first by default.
-SEARCHES = ("thorough", "fast")
+#: The ``detection.still_search`` values; the fit reads "thorough" by default.
+SEARCHES: tuple[str, ...] = get_args(StillSearch)
 
 
 def register(subparsers: Any) -> None:
@@ -212,14 +213,14 @@ def run(
             search: samples,
             other: extract_samples(rows, _with_search(settings, other)),
         }
+        # Each repetition's folds are fitted once and score both searches.
+        folds = [
+            cross_validated_params(samples, replace(options, seed=options.seed + r))
+            for r in range(cv_repeats)
+        ]
         last_seed = options.seed + cv_repeats - 1
         for name, held_out in scored.items():
-            evaluations = [
-                cross_validated_evaluation(
-                    samples, replace(options, seed=options.seed + r), held_out
-                )
-                for r in range(cv_repeats)
-            ]
+            evaluations = [evaluate_folds(one, samples, held_out) for one in folds]
             lines += [
                 "",
                 (
@@ -247,8 +248,7 @@ def run(
 
 def _with_search(settings: Settings, search: str) -> Settings:
     """Return ``settings`` with ``detection.still_search`` set to ``search``."""
-    detection = settings.detection.model_copy(update={"still_search": search})
-    return settings.model_copy(update={"detection": detection})
+    return with_overrides(settings, {"detection.still_search": search})
 
 
 def format_repeated_summary(evaluations: list[Evaluation]) -> str:
@@ -293,34 +293,54 @@ def cross_validated_evaluation(
 ) -> Evaluation:
     """Return the evaluation of out-of-fold predictions (folds split by subject).
 
-    The folds are fitted on ``samples``. Each held-out photo is scored as it
-    appears in ``held_out_samples`` (the same rows in the same order, their faces
-    found another way; default: ``samples`` itself); a held-out photo with no
-    face there is listed as no face.
+    The folds are fitted on ``samples``; each held-out photo is scored as it
+    appears in ``held_out_samples`` (see :func:`evaluate_folds`; default:
+    ``samples`` itself).
 
     Raises:
         ValueError: ``held_out_samples`` does not have one sample per sample.
     """
     scored = samples if held_out_samples is None else held_out_samples
-    if len(scored) != len(samples):
+    return evaluate_folds(cross_validated_params(samples, options), samples, scored)
+
+
+def evaluate_folds(
+    folds: list[tuple[list[int], EmotionParams]],
+    fitted: list[Sample],
+    scored: list[Sample],
+) -> Evaluation:
+    """Score ``scored`` with the parameters of the fold that held each photo out.
+
+    ``folds`` come from :func:`cross_validated_params` on ``fitted``;
+    ``scored`` holds the same rows in the same order, their faces perhaps found
+    another way. A photo with no face in ``scored`` is listed as no face. A
+    photo whose face only ``scored`` has was never split into a fold; it is
+    scored by the fold that held its subject out, so no photo is scored by
+    parameters fitted on its own subject (the last fold when no photo of the
+    subject was usable).
+
+    Raises:
+        ValueError: ``scored`` does not have one sample per ``fitted`` sample.
+    """
+    if len(scored) != len(fitted):
         raise ValueError(
-            f"held_out_samples: expected {len(samples)} samples, got {len(scored)}"
+            f"held_out_samples: expected {len(fitted)} samples, got {len(scored)}"
         )
+    if not folds:
+        raise ValueError("folds: expected at least one fold")
     table = []
-    classifier: EmotionClassifier | None = None
-    for held_out, params in cross_validated_params(samples, options):
+    fold_of_subject: dict[str, EmotionParams] = {}
+    for held_out, params in folds:
         classifier = EmotionClassifier(params)
         faces = [scored[i] for i in held_out if scored[i].face is not None]
         table.extend(predict_samples(faces, classifier))
+        fold_of_subject.update({subject_of(fitted[i]): params for i in held_out})
 
-    # Photos with no face are listed too (no classifier runs on them), and a
-    # photo whose face only the scored search found, never in a training fold,
-    # is scored by the last fold's parameters.
-    rest = [
-        one
-        for one, fitted in zip(scored, samples)
-        if one.face is None or fitted.face is None
-    ]
-    if rest and classifier is not None:
-        table.extend(predict_samples(rest, classifier))
+    last = folds[-1][1]
+    for one, used in zip(scored, fitted):
+        if one.face is None:
+            table.extend(predict_samples([one], EmotionClassifier(last)))
+        elif used.face is None:
+            params = fold_of_subject.get(subject_of(one), last)
+            table.extend(predict_samples([one], EmotionClassifier(params)))
     return evaluate_predictions(table, group_by=("dataset",))
