@@ -40,6 +40,7 @@ temperature for calibrated confidence) and shipped in
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import math
@@ -184,7 +185,7 @@ def transform_terms(
     in both and False in the third.
     """
     present = np.array([t in values for t in terms])
-    is_geometry = np.array([t in GEOMETRY_TERMS for t in terms])
+    is_geometry = _geometry_mask(tuple(terms))
     raw = np.array([values.get(t, 0.0) for t in terms], dtype=np.float64)
     line = np.where(is_geometry, raw, np.sqrt(np.maximum(raw, 0.0) + TRANSFORM_OFFSET))
     past = np.zeros(len(terms))
@@ -192,6 +193,12 @@ def transform_terms(
         bent = np.maximum(line - math.sqrt(knot + TRANSFORM_OFFSET), 0.0)
         past = np.where(is_geometry, 0.0, bent)
     return np.where(present, line, 0.0), np.where(present, past, 0.0), present
+
+
+@functools.cache
+def _geometry_mask(terms: tuple[str, ...]) -> npt.NDArray[np.bool_]:
+    """Return which of ``terms`` are geometry ratios (built once per term list)."""
+    return np.array([t in GEOMETRY_TERMS for t in terms])
 
 
 @dataclass(frozen=True)
@@ -243,19 +250,17 @@ class EmotionParams:
             bias = {c: float(data["bias"][c]) for c in classes}
             temperature = float(data["temperature"])
             rest = {u: float(v) for u, v in data.get("rest", {}).items()}
-            hinge = data.get("bend")
-            knot = None if hinge is None else float(hinge["knot"])
-            bend_center = (
-                {} if hinge is None else {t: float(hinge["center"][t]) for t in terms}
-            )
-            bends = (
-                {}
-                if hinge is None
-                else {
-                    c: {t: float(hinge["weights"][c].get(t, 0.0)) for t in terms}
+            knot: float | None = None
+            bend_center: dict[str, float] = {}
+            bends: dict[str, dict[str, float]] = {}
+            bend = data.get("bend")
+            if bend is not None:
+                knot = float(bend["knot"])
+                bend_center = {t: float(bend["center"][t]) for t in terms}
+                bends = {
+                    c: {t: float(bend["weights"][c].get(t, 0.0)) for t in terms}
                     for c in classes
                 }
-            )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(
                 f"emotion parameters: missing or invalid entry ({exc})"
@@ -435,7 +440,11 @@ class EmotionClassifier:
     def contributions(
         self, features: Features, baseline: Features | None = None
     ) -> tuple[dict[str, float], dict[str, dict[str, float]], dict[str, float]]:
-        """Return (term values, per-class contributions, per-class scores)."""
+        """Return (term values, per-class contributions, per-class scores).
+
+        For inspecting one face term by term; :meth:`classify` scores with the
+        same arrays without building these dictionaries.
+        """
         p = self.params
         values, parts, scores, _ = self._term_arrays(features, baseline)
         by_class = {
