@@ -27,6 +27,8 @@ from airctrl.api.auth import hash_key
 
 #: The plain key test clients send; servers only ever see its hash.
 API_KEY = "test-key-0123456789abcdef"
+#: The header that authenticates a test request.
+KEY = {"X-API-Key": API_KEY}
 REDIS_SERVER = "/usr/bin/redis-server"
 
 

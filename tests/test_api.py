@@ -16,7 +16,7 @@ import media
 import numpy as np
 import numpy.typing as npt
 import pytest
-from apiserver import API_KEY, api_key_hash
+from apiserver import API_KEY, KEY, api_key_hash
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -25,7 +25,6 @@ from airctrl.api.auth import hash_key
 from airctrl.config import Settings
 from airctrl.errors import ConfigError
 
-KEY = {"X-API-Key": API_KEY}
 Array = npt.NDArray[np.uint8]
 
 

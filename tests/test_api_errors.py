@@ -7,12 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from apiserver import API_KEY, app_client
+from apiserver import KEY, app_client
 from fastapi.testclient import TestClient
 
 from airctrl.errors import AirctrlError
 
-KEY = {"X-API-Key": API_KEY}
 #: A subject id that appears nowhere else, so any trace of it in the log is a leak.
 SUBJECT = "subject-e5r2wm"
 

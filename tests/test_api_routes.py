@@ -8,11 +8,10 @@ from pathlib import Path
 import media
 import numpy as np
 import pytest
-from apiserver import API_KEY, app_client
+from apiserver import KEY, app_client
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-KEY = {"X-API-Key": API_KEY}
 DECODE_FAILURES = "airctrl_face_detection_failures_total"
 
 
@@ -98,7 +97,7 @@ def test_each_undecodable_batch_item_adds_one_decode_failure(
 @pytest.mark.parametrize(
     ("make_frame", "detail", "counted"),
     [
-        (media.truncated, "", 1),
+        (media.truncated, "truncated", 1),
         (lambda photo: media.jpeg(np.full((16, 16, 3), 128, np.uint8)), "16x16", 0),
     ],
     ids=["truncated-jpeg", "too-small-image"],

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from apiserver import API_KEY, api_key_hash
+from apiserver import KEY, api_key_hash
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
@@ -90,7 +90,7 @@ def test_generated_requests_get_no_500_and_match_the_schema(
         database=None,
     )
     def check(case: Any) -> None:
-        case.call_and_validate(headers={"X-API-Key": API_KEY}, checks=CHECKS)
+        case.call_and_validate(headers=KEY, checks=CHECKS)
 
     check()
 
@@ -110,6 +110,6 @@ def test_real_photo_answers_match_the_schema(
         media_type="image/jpeg", body=sample_path(sample).read_bytes()
     )
 
-    response = case.call_and_validate(headers={"X-API-Key": API_KEY}, checks=CHECKS)
+    response = case.call_and_validate(headers=KEY, checks=CHECKS)
 
     assert response.status_code == 200

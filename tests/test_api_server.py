@@ -20,7 +20,14 @@ import httpx
 import media
 import numpy as np
 import pytest
-from apiserver import API_KEY, airctrl_server, base_settings, redis_server, server_log
+from apiserver import (
+    API_KEY,
+    KEY,
+    airctrl_server,
+    base_settings,
+    redis_server,
+    server_log,
+)
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -29,7 +36,6 @@ from PIL import Image
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
-KEY = {"X-API-Key": API_KEY}
 #: Load test length; long enough for both workers to serve many mixed requests.
 LOAD_SECONDS = 20
 CLIENTS = 16

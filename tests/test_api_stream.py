@@ -11,7 +11,7 @@ from typing import Any
 import media
 import numpy as np
 import pytest
-from apiserver import API_KEY, api_key_hash
+from apiserver import API_KEY, KEY, api_key_hash
 from fastapi.testclient import TestClient
 from PIL import Image
 from starlette.websockets import WebSocketDisconnect
@@ -19,8 +19,6 @@ from starlette.websockets import WebSocketDisconnect
 from airctrl.api import create_app
 from airctrl.api.stream import parse_hello
 from airctrl.config import Settings
-
-KEY = {"X-API-Key": API_KEY}
 
 
 @pytest.fixture(scope="module")

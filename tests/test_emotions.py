@@ -304,6 +304,8 @@ def test_shipped_slope_past_the_knot_never_penalises_a_class_for_its_prototype(
     from airctrl.calibration import prototype_units
 
     params = load_params()
+    units = prototype_units(label)
     assert params.knot is not None
-    for unit in prototype_units(label):
-        assert params.weights[label][unit] + params.bends[label][unit] >= 0.0
+    assert units
+    for unit in units:
+        assert params.weights[label][unit] + params.bends[label][unit] >= 0.0, unit

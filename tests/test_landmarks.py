@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import media
@@ -403,7 +404,7 @@ def test_video_mode_accepts_repeated_timestamps(
 # -- reading MediaPipe's results ------------------------------------------------------
 
 
-def _mediapipe_landmarker(model_path: Path, video: bool) -> object:
+def _mediapipe_landmarker(model_path: Path, video: bool) -> Any:
     """A plain MediaPipe FaceLandmarker with everything this project reads."""
     from mediapipe.tasks import python as mp_tasks
     from mediapipe.tasks.python import vision
@@ -419,7 +420,7 @@ def _mediapipe_landmarker(model_path: Path, video: bool) -> object:
     return vision.FaceLandmarker.create_from_options(options)
 
 
-def _assert_same_faces(direct: list, public: list) -> None:  # type: ignore[type-arg]
+def _assert_same_faces(direct: list[Any], public: list[Any]) -> None:
     assert len(direct) == len(public) >= 1
     for ours, theirs in zip(direct, public):
         assert ours.points.shape == (478, 3)
@@ -451,10 +452,12 @@ def test_direct_result_reader_matches_mediapipes_public_api_on_photos(
         for rgb in (happy_face_rgb, group):
             image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
             direct = reader.detect(landmarker, image, None)
-            public = _faces_from_public(landmarker.detect(image))  # type: ignore[attr-defined]
+            public = _faces_from_public(landmarker.detect(image))
             _assert_same_faces(direct, public)
     finally:
-        landmarker.close()  # type: ignore[attr-defined]
+        landmarker.close()
+
+    assert reader._direct is not None  # the direct path really ran
 
 
 def test_direct_result_reader_matches_mediapipes_public_api_on_video(
@@ -473,11 +476,13 @@ def test_direct_result_reader_matches_mediapipes_public_api_on_video(
             image = mp.Image(image_format=mp.ImageFormat.SRGB, data=frame.image)
             stamp = frame.timestamp_ms
             direct = reader.detect(ours, image, stamp)
-            public = _faces_from_public(theirs.detect_for_video(image, stamp))  # type: ignore[attr-defined]
+            public = _faces_from_public(theirs.detect_for_video(image, stamp))
             _assert_same_faces(direct, public)
     finally:
-        ours.close()  # type: ignore[attr-defined]
-        theirs.close()  # type: ignore[attr-defined]
+        ours.close()
+        theirs.close()
+
+    assert reader._direct is not None  # the direct path really ran
 
 
 def test_detector_falls_back_to_the_public_api_with_the_same_faces(
@@ -487,6 +492,7 @@ def test_detector_falls_back_to_the_public_api_with_the_same_faces(
 
     with LandmarkDetector(model_path, mode="image") as detector:
         direct = detector.detect(Frame(happy_face_rgb, 0, 0)).faces
+        assert detector._reader._direct is not None
     monkeypatch.setattr(landmarks, "_direct_reader_types", lambda: None)
     with LandmarkDetector(model_path, mode="image") as detector:
         assert detector._reader._direct is None
@@ -509,8 +515,8 @@ def test_reader_uses_the_public_api_for_a_landmarker_without_its_c_handles(
     class PublicOnly:
         """A landmarker that offers only MediaPipe's public methods."""
 
-        def __init__(self, inner: object) -> None:
-            self.detect = inner.detect  # type: ignore[attr-defined]
+        def __init__(self, inner: Any) -> None:
+            self.detect = inner.detect
 
     landmarker = _mediapipe_landmarker(model_path, video=False)
     try:
@@ -519,7 +525,7 @@ def test_reader_uses_the_public_api_for_a_landmarker_without_its_c_handles(
         direct = reader.detect(landmarker, image, None)
         public = reader.detect(PublicOnly(landmarker), image, None)
     finally:
-        landmarker.close()  # type: ignore[attr-defined]
+        landmarker.close()
 
     assert reader._direct is None  # it stays on the public API from then on
     _assert_same_faces(direct, public)

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from apiserver import API_KEY, airctrl_server, base_settings, server_log
+from apiserver import API_KEY, KEY, airctrl_server, base_settings, server_log
 from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
@@ -107,7 +107,7 @@ def wait_for_history(server: str, subject: str) -> httpx.Response:
     while True:
         response = httpx.get(
             f"{server}/v1/subjects/{subject}/history",
-            headers={"X-API-Key": API_KEY},
+            headers=KEY,
             timeout=5,
         )
         if response.status_code == 200 and response.json()["frames"] > 0:
@@ -167,7 +167,7 @@ def test_accepting_consent_shows_live_emotions_and_boxes(
     )
     after = httpx.get(
         f"{server}/v1/subjects/{subject}/history",
-        headers={"X-API-Key": API_KEY},
+        headers=KEY,
         timeout=5,
     )
 
