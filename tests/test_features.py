@@ -16,7 +16,6 @@ from airctrl.features import (
     average_views,
     extract_features,
     geometry,
-    pad_image,
     plain_name,
     with_padded_view,
 )
@@ -163,17 +162,6 @@ def _face_at(box: BoundingBox, smile: float) -> FaceLandmarks:
         HeadPose(1.0, 2.0, 3.0),
         box,
     )
-
-
-def test_pad_image_adds_a_mean_coloured_border_around_the_unchanged_image() -> None:
-    image = np.zeros((40, 100, 3), dtype=np.uint8)
-    image[:, 50:] = 200  # mean colour 100 on every channel
-    padded, pad_x, pad_y = pad_image(image, 0.25)
-    assert (pad_x, pad_y) == (25, 10)
-    assert padded.shape == (60, 150, 3)
-    assert np.array_equal(padded[10:50, 25:125], image)
-    assert np.all(padded[:10] == 100)
-    assert np.all(padded[:, :25] == 100)
 
 
 def test_average_views_averages_the_matching_face_and_keeps_its_geometry() -> None:

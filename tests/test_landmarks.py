@@ -21,6 +21,7 @@ from airctrl.landmarks import (
     LandmarkerOptions,
     apparent_yaw_deg,
     is_low_light,
+    pad_image,
     tile_origins,
     tile_sides,
 )
@@ -355,6 +356,17 @@ def test_tile_origins_overlap_and_reach_every_edge() -> None:
         (350, 167),
         (500, 167),
     ]
+
+
+def test_pad_image_adds_a_mean_coloured_border_around_the_unchanged_image() -> None:
+    image = np.zeros((40, 100, 3), dtype=np.uint8)
+    image[:, 50:] = 200  # mean colour 100 on every channel
+    padded, pad_x, pad_y = pad_image(image, 0.25)
+    assert (pad_x, pad_y) == (25, 10)
+    assert padded.shape == (60, 150, 3)
+    assert np.array_equal(padded[10:50, 25:125], image)
+    assert np.all(padded[:10] == 100)
+    assert np.all(padded[:, :25] == 100)
 
 
 # -- video mode ---------------------------------------------------------------------

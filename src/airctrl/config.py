@@ -92,12 +92,13 @@ class DetectionSettings(_Section):
     pad_retry: bool = True
     tile_retry: bool = True
     #: How hard stills (photos, uploads) are searched. "fast": one whole-image
-    #: landmarker pass; a face at least 30% of the image's long side is kept as
-    #: found, smaller faces and retries are confirmed by a re-run on their own
-    #: crop. "thorough": every face is confirmed and re-centred on its crop,
-    #: and the blendshapes are averaged with a padded second view: four passes
-    #: for a portrait instead of one, and a little more accurate (README,
-    #: "Emotion model"). Video frames always take one tracked pass.
+    #: landmarker pass; a face at least landmarks.TRUSTED_FACE_SHARE of the
+    #: image's long side is kept as found, smaller faces and retries are
+    #: confirmed by a re-run on their own crop. "thorough": every face is
+    #: confirmed and re-centred on its crop, and the blendshapes are averaged
+    #: with a padded second view: four passes for a portrait instead of one,
+    #: and a little more accurate (README, "Emotion model"). Video frames
+    #: always take one tracked pass.
     still_search: StillSearch = "fast"
 
 

@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
+from airctrl.landmarks import box_iou, pad_image
 from airctrl.types import BoundingBox, FaceLandmarks, Frame
 
 if TYPE_CHECKING:
@@ -30,7 +30,6 @@ __all__ = [
     "action_units",
     "average_views",
     "extract_features",
-    "pad_image",
     "plain_name",
     "with_padded_view",
 ]
@@ -80,11 +79,12 @@ ACTION_UNITS: dict[str, tuple[str, tuple[str, ...]]] = {
     "eye_close": ("eye close", ("eyeBlinkLeft", "eyeBlinkRight")),  # AU43/45
 }
 
-#: Geometry features: name -> plain words. Each is a ratio of two lengths along
-#: the same axis of the upright face, so it does not depend on face size, and a
-#: turned head or a squeezed image, which shorten horizontal lengths only,
-#: leaves it alone: mouth width is divided by the distance between the outer eye
-#: corners, the vertical measures by the height of the nose base below the eyes.
+#: Geometry features: name -> plain words. Each is a ratio of two lengths of the
+#: upright face, so it does not depend on face size: mouth width is divided by
+#: the distance between the outer eye corners, and the distances between points
+#: above one another (lids, brows, lips) by the height of the nose base below
+#: the eyes. A turned head or a squeezed image shortens horizontal lengths, so
+#: it moves these mostly vertical measures only a little.
 GEOMETRY: dict[str, str] = {
     "geo_mouth_open": "mouth opening",
     "geo_mouth_width": "mouth width",
@@ -190,25 +190,25 @@ def geometry(points: npt.NDArray[np.float32], aspect: float = 1.0) -> dict[str, 
     if eye_distance < 1e-6 or nose_height < 1e-6:
         return {name: 0.0 for name in names}
 
-    def height(a: int, b: int) -> float:
+    def per_nose_height(a: int, b: int) -> float:
         return float(np.linalg.norm(xy[a] - xy[b])) / nose_height
 
     mouth_mid_y = (xy[_LIP_INNER[0], 1] + xy[_LIP_INNER[1], 1]) / 2
     corners_y = (xy[_MOUTH_CORNERS[0], 1] + xy[_MOUTH_CORNERS[1], 1]) / 2
-    brow = sum(height(b, e) for b, e in zip(_BROW_MID, _UPPER_LID)) / 2
-    eye = sum(height(u, d) for u, d in zip(_UPPER_LID, _LOWER_LID)) / 2
-    inner = sum(height(b, e) for b, e in zip(_BROW_INNER, _EYE_INNER)) / 2
-    outer = sum(height(b, e) for b, e in zip(_BROW_OUTER, _EYE_OUTER)) / 2
+    brow = sum(per_nose_height(b, e) for b, e in zip(_BROW_MID, _UPPER_LID)) / 2
+    eye = sum(per_nose_height(u, d) for u, d in zip(_UPPER_LID, _LOWER_LID)) / 2
+    inner = sum(per_nose_height(b, e) for b, e in zip(_BROW_INNER, _EYE_INNER)) / 2
+    outer = sum(per_nose_height(b, e) for b, e in zip(_BROW_OUTER, _EYE_OUTER)) / 2
     mouth_width = float(np.linalg.norm(xy[_MOUTH_CORNERS[1]] - xy[_MOUTH_CORNERS[0]]))
     return {
-        "geo_mouth_open": height(*_LIP_INNER),
+        "geo_mouth_open": per_nose_height(*_LIP_INNER),
         "geo_mouth_width": mouth_width / eye_distance,
         # Image y grows downwards: corners above the lip centre give a positive lift.
         "geo_corner_lift": float(mouth_mid_y - corners_y) / nose_height,
         "geo_brow_height": brow,
         "geo_eye_open": eye,
         "geo_brow_tilt": inner - outer,
-        "geo_lip_nose": height(_UPPER_LIP_TOP, _NOSE_BASE),
+        "geo_lip_nose": per_nose_height(_UPPER_LIP_TOP, _NOSE_BASE),
     }
 
 
@@ -250,34 +250,6 @@ VIEW_PAD_SHARE = 0.25
 VIEW_MATCH_IOU = 0.35
 
 
-def pad_image(
-    image: npt.NDArray[np.uint8], share: float = VIEW_PAD_SHARE
-) -> tuple[npt.NDArray[np.uint8], int, int]:
-    """Return ``image`` with a border of its mean colour, and the (x, y) border.
-
-    Each side grows by ``share`` of the image's width (left/right) or height
-    (top/bottom).
-    """
-    height, width = image.shape[:2]
-    pad_x, pad_y = int(width * share), int(height * share)
-    # OpenCV's mean and border fill: about 20x faster than NumPy's float mean
-    # over every pixel of a photo.
-    fill = [int(value) for value in cv2.mean(image)[: image.shape[2]]]
-    padded = cv2.copyMakeBorder(
-        image, pad_y, pad_y, pad_x, pad_x, cv2.BORDER_CONSTANT, value=fill
-    )
-    return np.asarray(padded, dtype=np.uint8), pad_x, pad_y
-
-
-def _iou(a: BoundingBox, b: BoundingBox) -> float:
-    x0, y0 = max(a.x, b.x), max(a.y, b.y)
-    x1 = min(a.x + a.width, b.x + b.width)
-    y1 = min(a.y + a.height, b.y + b.height)
-    inter = max(0, x1 - x0) * max(0, y1 - y0)
-    union = a.width * a.height + b.width * b.height - inter
-    return inter / union if union > 0 else 0.0
-
-
 def average_views(
     faces: Sequence[FaceLandmarks],
     padded_faces: Sequence[FaceLandmarks],
@@ -287,11 +259,11 @@ def average_views(
     """Return ``faces`` with blendshapes averaged over their padded-view match.
 
     ``padded_faces`` were found in the image padded by ``pad_x``/``pad_y``
-    pixels (see :func:`pad_image`); each original face takes the padded face
-    whose box, moved back by the border, overlaps it most (at least
-    :data:`VIEW_MATCH_IOU`) and averages the two blendshape scores. Points,
-    pose and box stay those of the original view; a face without a match is
-    returned unchanged.
+    pixels (see :func:`airctrl.landmarks.pad_image`); each original face takes
+    the padded face whose box, moved back by the border, overlaps it most (at
+    least :data:`VIEW_MATCH_IOU`) and averages the two blendshape scores.
+    Points, pose and box stay those of the original view; a face without a
+    match is returned unchanged.
     """
     result = []
     for face in faces:
@@ -303,7 +275,7 @@ def average_views(
                 other.box.width,
                 other.box.height,
             )
-            overlap = _iou(face.box, moved)
+            overlap = box_iou(face.box, moved)
             if overlap >= best_iou:
                 best, best_iou = other, overlap
         if best is None:
@@ -331,13 +303,14 @@ def with_padded_view(
     bends; sad gained most). The emotion parameters are fitted on faces
     averaged this way.
 
-    Limitation: it doubles the landmarker time of a still. Video frames use one
-    view (the tracker's smoothing plays the same role there), so their
+    Limitation: it doubles the landmarker time of a still, so only the
+    thorough still search uses it. Video frames (where the tracker's smoothing
+    plays the same role) and stills searched ``fast`` use one view, so their
     blendshapes are a little noisier than the ones the model was fitted on.
     """
     if not faces:
         return tuple(faces)
-    padded, pad_x, pad_y = pad_image(frame.image)
+    padded, pad_x, pad_y = pad_image(frame.image, VIEW_PAD_SHARE)
     view = detector.detect(
         Frame(padded, frame.timestamp_ms, frame.index, frame.source_id)
     )
