@@ -157,7 +157,8 @@ def bench_latency(
     ``FaceLandmarker.detect`` call, what a minimal integration does; the
     pipeline adds its still-image search (``detection.still_search``: retries,
     and in the thorough search a confirming re-run per face and a second padded
-    view), all of which the API runs too. Returns seconds per sample under "decode", "raw", "pipeline", "api".
+    view), all of which the API runs too. Returns seconds per sample under
+    "decode", "raw", "pipeline" and "api".
     """
     import mediapipe as mp
     from mediapipe.tasks import python as mp_tasks

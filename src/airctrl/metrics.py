@@ -162,8 +162,8 @@ FPS = Gauge(
 )
 FPS_HISTOGRAM = Histogram(
     "airctrl_frames_per_second",
-    "Processed frames per second over the last 5 s, sampled once a second "
-    "(wall clock) while frames arrive.",
+    f"Processed frames per second over the last {FPS_WINDOW_SECONDS:g} s, "
+    f"sampled every {FPS_SAMPLE_SECONDS:g} s (wall clock) while frames arrive.",
     ["source"],
     # 10 is the low-FPS alert threshold; 15, 25 and 30 are common camera rates.
     buckets=(1, 2, 5, 8, 10, 12, 15, 20, 25, 30, 45, 60, 120),
