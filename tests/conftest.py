@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,3 +38,19 @@ def happy_face_rgb(sample_path: Callable[[str], Path]) -> npt.NDArray[np.uint8]:
 def settings() -> Settings:
     """Built-in default settings (no config file)."""
     return Settings()
+
+
+@pytest.fixture()
+def root_logging_restored() -> Iterator[None]:
+    """Put back the root logger's handlers and level after an in-process CLI run.
+
+    The CLI configures logging on a stream that capsys closes after the test;
+    left in place, that handler would spoil every later test's logging.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(level)

