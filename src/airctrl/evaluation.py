@@ -32,6 +32,8 @@ __all__ = [
     "classification_metrics",
     "evaluate_predictions",
     "expected_calibration_error",
+    "format_repeated_summary",
+    "format_summary",
     "group_figures",
     "predict_samples",
     "write_report",
@@ -395,6 +397,41 @@ def confusion_text(metrics: ClassificationMetrics) -> str:
     ]
     for label, row in zip(metrics.labels, metrics.confusion):
         lines.append(label.ljust(width + 2) + "".join(str(v).rjust(10) for v in row))
+    return "\n".join(lines)
+
+
+def format_repeated_summary(evaluations: list[Evaluation]) -> str:
+    """Return mean (min-max) headline figures over repeated cross-validations.
+
+    Each repetition splits the subjects into folds with its own seed, so the
+    spread shows how much the figures depend on which people share a fold.
+    """
+
+    def spread(values: list[float]) -> str:
+        return f"{np.mean(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+    first = evaluations[0]
+    lines = [
+        (
+            f"photos: {len(first.rows)} ({len(first.no_face)} with no face, "
+            f"{len(first.excluded)} excluded labels); mean (min-max) of "
+            f"{len(evaluations)} repetitions"
+        ),
+        "macro-F1: " + spread([e.overall.macro_f1 for e in evaluations]),
+        "accuracy: " + spread([e.overall.accuracy for e in evaluations]),
+        "ECE: " + spread([e.ece for e in evaluations]),
+        "F1 per class: "
+        + ", ".join(
+            f"{c} {np.mean([e.overall.f1[c] for e in evaluations]):.2f}"
+            for c in first.overall.labels
+        ),
+    ]
+    for g, group in enumerate(first.groups):
+        parts = ", ".join(
+            f"{value} {spread([e.groups[g].macro_f1[value] for e in evaluations])}"
+            for value in group.macro_f1
+        )
+        lines.append(f"macro-F1 by {group.column}: {parts}")
     return "\n".join(lines)
 
 

@@ -9,8 +9,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, get_args
 
-import numpy as np
-
 from airctrl.assets import sha256_of_file
 from airctrl.calibration import (
     DEFAULT_C,
@@ -28,6 +26,7 @@ from airctrl.emotions import EmotionClassifier, EmotionParams
 from airctrl.evaluation import (
     Evaluation,
     evaluate_predictions,
+    format_repeated_summary,
     format_summary,
     predict_samples,
 )
@@ -249,41 +248,6 @@ def run(
 def _with_search(settings: Settings, search: str) -> Settings:
     """Return ``settings`` with ``detection.still_search`` set to ``search``."""
     return with_overrides(settings, {"detection.still_search": search})
-
-
-def format_repeated_summary(evaluations: list[Evaluation]) -> str:
-    """Return mean (min-max) headline figures over repeated cross-validations.
-
-    Each repetition splits the subjects into folds with its own seed, so the
-    spread shows how much the figures depend on which people share a fold.
-    """
-
-    def spread(values: list[float]) -> str:
-        return f"{np.mean(values):.3f} ({min(values):.3f}-{max(values):.3f})"
-
-    first = evaluations[0]
-    lines = [
-        (
-            f"photos: {len(first.rows)} ({len(first.no_face)} with no face, "
-            f"{len(first.excluded)} excluded labels); mean (min-max) of "
-            f"{len(evaluations)} repetitions"
-        ),
-        "macro-F1: " + spread([e.overall.macro_f1 for e in evaluations]),
-        "accuracy: " + spread([e.overall.accuracy for e in evaluations]),
-        "ECE: " + spread([e.ece for e in evaluations]),
-        "F1 per class: "
-        + ", ".join(
-            f"{c} {np.mean([e.overall.f1[c] for e in evaluations]):.2f}"
-            for c in first.overall.labels
-        ),
-    ]
-    for g, group in enumerate(first.groups):
-        parts = ", ".join(
-            f"{value} {spread([e.groups[g].macro_f1[value] for e in evaluations])}"
-            for value in group.macro_f1
-        )
-        lines.append(f"macro-F1 by {group.column}: {parts}")
-    return "\n".join(lines)
 
 
 def cross_validated_evaluation(
